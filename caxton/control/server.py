@@ -1,0 +1,663 @@
+"""The control port: a ZeroMQ ROUTER socket dispatching protocol ops to registered handlers.
+
+One thread owns the ROUTER socket (ZeroMQ sockets are not thread-safe). It reads frames,
+validates them against :mod:`caxton.control.protocol`, and calls the op's handler:
+
+* ``blocking=False`` handlers run inline on the socket thread. They must return at once —
+  a value, or a future-like object (anything with ``add_done_callback``, such as a
+  :class:`concurrent.futures.Future`; or a pykka-style future with ``get(timeout)``, which a
+  waiter thread resolves). Use this for the hot path (``message.send``).
+* ``blocking=True`` handlers (the default) run in a bounded worker pool, so a slow handler
+  never delays other clients.
+
+Completed replies are handed back to the socket thread through a queue and a wake-up socket
+pair; only the socket thread ever sends. Replies use ``ROUTER_MANDATORY``: a peer at its
+high-water mark keeps its replies in a backlog that is retried (never silently dropped); a
+peer that disconnected is logged and counted as undeliverable.
+"""
+
+from __future__ import annotations
+
+import collections
+import errno
+import functools
+import socket as _socket
+import threading
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, is_dataclass
+from enum import Enum
+from typing import Any, TypeVar
+
+import msgpack
+import structlog
+import zmq
+import zmq.auth.thread
+from pydantic import BaseModel, ValidationError
+
+from caxton.control.keys import CurveServerConfig, apply_server_curve, check_bind_allowed
+from caxton.control.protocol import (
+    DEFAULT_CONTROL_ENDPOINT,
+    DEFAULT_MAX_MESSAGE_SIZE,
+    OPS,
+    PROTOCOL_VERSION,
+    error_reply,
+    invalid_argument_from,
+)
+from caxton.errors import CaxtonError, ErrorCode
+
+log = structlog.get_logger("caxton.control.server")
+
+Handler = Callable[[Any], Any]
+"""A handler takes the op's validated args model and returns a result or a future of one."""
+
+F = TypeVar("F", bound=Handler)
+
+_ENVELOPE_KEYS = frozenset({"v", "id", "op", "args"})
+_INVALID_OP = "<invalid>"
+
+
+def _encode_default(value: Any) -> Any:
+    """msgpack fallback: pydantic models, dataclasses, enums, tuples/sets, messages."""
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="python", exclude_none=False)
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, set | frozenset | tuple):
+        return list(value)
+    to_wire = getattr(value, "to_wire", None)
+    if callable(to_wire):
+        return to_wire()
+    if is_dataclass(value) and not isinstance(value, type):
+        return asdict(value)
+    raise TypeError(f"cannot encode {type(value).__name__} for the control protocol")
+
+
+def pack(value: Any) -> bytes:
+    """Encode a value as one msgpack frame (with the control protocol's type fallbacks).
+
+    Args:
+        value: A map, list, scalar, pydantic model, dataclass or enum.
+
+    Returns:
+        The frame.
+
+    Raises:
+        TypeError: A value inside has no msgpack encoding.
+    """
+    return msgpack.packb(value, use_bin_type=True, default=_encode_default)
+
+
+@dataclass(slots=True)
+class _Route:
+    handler: Handler
+    blocking: bool
+    args_model: type[BaseModel]
+
+
+@dataclass(slots=True)
+class _Pending:
+    envelope: list[bytes]
+    req_id: Any
+    op: str
+    t0: int
+
+
+class LatencyRecorder:
+    """Receipt-to-reply latency per op: a count and a bounded window of recent samples.
+
+    Args:
+        window: How many recent samples per op to keep for percentiles.
+    """
+
+    def __init__(self, window: int = 4096) -> None:
+        self._window = window
+        self._samples: dict[str, collections.deque[int]] = {}
+        self._counts: dict[str, int] = collections.defaultdict(int)
+
+    def record(self, op: str, ns: int) -> None:
+        """Record one sample (called only from the socket thread).
+
+        Args:
+            op: The op name.
+            ns: Latency in nanoseconds.
+        """
+        dq = self._samples.get(op)
+        if dq is None:
+            dq = self._samples[op] = collections.deque(maxlen=self._window)
+        dq.append(ns)
+        self._counts[op] += 1
+
+    def snapshot(self) -> dict[str, dict[str, float]]:
+        """Return per-op figures.
+
+        Returns:
+            ``{op: {"count", "p50_us", "p99_us", "max_us"}}`` over the recent window.
+        """
+        out: dict[str, dict[str, float]] = {}
+        for op, dq in list(self._samples.items()):
+            data = sorted(dq)
+            if not data:
+                continue
+            n = len(data)
+            out[op] = {
+                "count": float(self._counts[op]),
+                "p50_us": data[n // 2] / 1000,
+                "p99_us": data[min(n - 1, (n * 99) // 100)] / 1000,
+                "max_us": data[-1] / 1000,
+            }
+        return out
+
+
+class ControlServer:
+    """The node's control port.
+
+    Args:
+        endpoint: Where to bind (``tcp://127.0.0.1:0`` picks a free port; see
+            :attr:`endpoint` after :meth:`start`).
+        curve: CURVE settings; ``None`` = no encryption (loopback only unless ``insecure``).
+        insecure: Allow a non-loopback bind without CURVE.
+        max_message_size: Larger frames are refused by ZeroMQ (``MAXMSGSIZE``).
+        workers: Threads of the pool running blocking handlers (and waiting on pykka-style
+            futures).
+        max_in_flight: Requests accepted but not yet answered; beyond it requests get a
+            ``QUEUE_FULL`` reply at once.
+        future_timeout: Seconds a waiter thread waits on a pykka-style future before replying
+            ``TIMEOUT``.
+        sndhwm: Per-peer send high-water mark of the ROUTER socket.
+
+    Raises:
+        InsecureBind: (from :meth:`start`) a public bind without CURVE or ``insecure``.
+    """
+
+    def __init__(
+        self,
+        endpoint: str = DEFAULT_CONTROL_ENDPOINT,
+        *,
+        curve: CurveServerConfig | None = None,
+        insecure: bool = False,
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+        workers: int = 16,
+        max_in_flight: int = 10_000,
+        future_timeout: float = 600.0,
+        sndhwm: int = 10_000,
+    ) -> None:
+        self._requested_endpoint = endpoint
+        self._curve = curve
+        self._insecure = insecure
+        self._max_message_size = max_message_size
+        self._workers = workers
+        self._max_in_flight = max_in_flight
+        self._future_timeout = future_timeout
+        self._sndhwm = sndhwm
+        self._routes: dict[str, _Route] = {}
+        self._done: collections.deque[tuple[_Pending, bytes]] = collections.deque()
+        self._wake_pending = False
+        self._stopping = False
+        self._stopped = threading.Event()
+        self._drain_deadline = 0.0
+        self._in_flight = 0
+        self._backlog: collections.deque[list[bytes]] = collections.deque()
+        self._thread: threading.Thread | None = None
+        self._ctx: zmq.Context[zmq.Socket[bytes]] | None = None
+        self._sock: zmq.Socket[bytes] | None = None
+        self._auth: zmq.auth.thread.ThreadAuthenticator | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._wake_r: _socket.socket | None = None
+        self._wake_w: _socket.socket | None = None
+        self._endpoint = endpoint
+        self.latency = LatencyRecorder()
+        """Receipt-to-reply latency per op (see :meth:`LatencyRecorder.snapshot`)."""
+        self.undeliverable = 0
+        """Replies that could not be sent because their client had disconnected."""
+
+    # ---------------------------------------------------------------- registration
+
+    def register(self, op: str, handler: Handler, *, blocking: bool = True) -> None:
+        """Register the handler of one op.
+
+        Args:
+            op: A name from :data:`caxton.control.protocol.OPS`.
+            handler: Called with the validated args model (e.g. ``AgentsDeployArgs``);
+                returns the result (map, model, dataclass, scalar) or a future-like of it,
+                or raises :class:`~caxton.errors.CaxtonError` to refuse.
+            blocking: ``True`` runs it in the worker pool; ``False`` runs it inline on the
+                socket thread (it must not block; return a future for slow work).
+
+        Raises:
+            ValueError: ``op`` is not a protocol op.
+        """
+        spec = OPS.get(op)
+        if spec is None:
+            raise ValueError(f"unknown op {op!r}; ops are defined in caxton.control.protocol")
+        self._routes[op] = _Route(handler, blocking, spec.args)
+
+    def handler(self, op: str, *, blocking: bool = True) -> Callable[[F], F]:
+        """Decorator form of :meth:`register`.
+
+        Args:
+            op: The op name.
+            blocking: See :meth:`register`.
+
+        Returns:
+            A decorator registering the function and returning it unchanged.
+        """
+
+        def deco(fn: F) -> F:
+            self.register(op, fn, blocking=blocking)
+            return fn
+
+        return deco
+
+    def register_many(self, handlers: Mapping[str, Handler], *, blocking: bool = True) -> None:
+        """Register several handlers with the same mode.
+
+        Args:
+            handlers: ``{op: handler}``.
+            blocking: See :meth:`register`.
+        """
+        for op, fn in handlers.items():
+            self.register(op, fn, blocking=blocking)
+
+    # ---------------------------------------------------------------- lifecycle
+
+    @property
+    def endpoint(self) -> str:
+        """The bound endpoint (with the real port once started)."""
+        return self._endpoint
+
+    @property
+    def in_flight(self) -> int:
+        """Requests accepted and not yet answered."""
+        return self._in_flight
+
+    def start(self) -> None:
+        """Bind the socket and start serving on a background thread.
+
+        Raises:
+            InsecureBind: A non-loopback bind without CURVE or ``insecure``.
+            zmq.ZMQError: The endpoint cannot be bound (e.g. the port is in use).
+            KeyFileError: A CURVE key file is missing or wrong.
+        """
+        if self._thread is not None:
+            raise RuntimeError("server already started")
+        check_bind_allowed(self._requested_endpoint, curve=self._curve is not None,
+                           insecure=self._insecure)
+        ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+        sock = ctx.socket(zmq.ROUTER)
+        try:
+            sock.setsockopt(zmq.LINGER, 0)
+            sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
+            sock.setsockopt(zmq.MAXMSGSIZE, self._max_message_size)
+            sock.setsockopt(zmq.SNDHWM, self._sndhwm)
+            sock.setsockopt(zmq.RCVHWM, self._sndhwm)
+            if self._curve is not None:
+                self._auth = zmq.auth.thread.ThreadAuthenticator(ctx)
+                self._auth.start()
+                self._auth.configure_curve(domain="*", location=str(self._curve.allow_dir))
+                apply_server_curve(sock, self._curve)
+            sock.bind(self._requested_endpoint)
+        except BaseException:
+            sock.close(0)
+            if self._auth is not None:
+                self._auth.stop()
+            ctx.term()
+            raise
+        last = sock.getsockopt(zmq.LAST_ENDPOINT)
+        self._endpoint = last.decode() if isinstance(last, bytes) else str(last)
+        self._ctx, self._sock = ctx, sock
+        self._wake_r, self._wake_w = _socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._pool = ThreadPoolExecutor(max_workers=self._workers,
+                                        thread_name_prefix="caxton-control")
+        self._thread = threading.Thread(target=self._run, name="caxton-control-port",
+                                        daemon=True)
+        self._thread.start()
+        log.info("control_port_listening", endpoint=self._endpoint,
+                 curve=self._curve is not None)
+
+    def reload_allow_list(self) -> None:
+        """Re-read the CURVE allow-list directory (after adding or removing client keys)."""
+        if self._auth is not None and self._curve is not None:
+            self._auth.configure_curve(domain="*", location=str(self._curve.allow_dir))
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop accepting requests, let in-flight ones finish (up to ``timeout``), and close.
+
+        Safe to call from a handler (then it does not wait) and more than once.
+
+        Args:
+            timeout: Seconds to wait for in-flight requests to be answered.
+        """
+        if self._thread is None:
+            return
+        self._drain_deadline = time.monotonic() + timeout
+        self._stopping = True
+        self._wake()
+        if threading.current_thread() is self._thread:
+            return
+        if self._pool is not None and threading.current_thread().name.startswith(
+                "caxton-control"):
+            return
+        self._thread.join(timeout + 5.0)
+
+    def wait_stopped(self, timeout: float | None = None) -> bool:
+        """Block until the server has closed its socket.
+
+        Args:
+            timeout: Seconds to wait; ``None`` waits forever.
+
+        Returns:
+            Whether it stopped.
+        """
+        return self._stopped.wait(timeout)
+
+    def __enter__(self) -> ControlServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ---------------------------------------------------------------- socket thread
+
+    def _wake(self) -> None:
+        if not self._wake_pending and self._wake_w is not None:
+            self._wake_pending = True
+            try:
+                self._wake_w.send(b"\0")
+            except (BlockingIOError, OSError):
+                pass
+
+    def _run(self) -> None:
+        sock, wake_r = self._sock, self._wake_r
+        assert sock is not None and wake_r is not None
+        poller = zmq.Poller()
+        poller.register(sock, zmq.POLLIN)
+        poller.register(wake_r, zmq.POLLIN)
+        reading = True
+        try:
+            while True:
+                if self._stopping:
+                    if reading:
+                        poller.unregister(sock)
+                        reading = False
+                    if (self._in_flight == 0 and not self._backlog and not self._done) or \
+                            time.monotonic() > self._drain_deadline:
+                        break
+                timeout = 1 if self._backlog else (50 if self._stopping else None)
+                events = poller.poll(timeout)
+                for what, _ in events:
+                    if what is sock:
+                        self._read_all(sock)
+                    else:
+                        try:
+                            wake_r.recv(4096)
+                        except (BlockingIOError, OSError):
+                            pass
+                self._wake_pending = False
+                done = self._done
+                while done:
+                    pending, frame = done.popleft()
+                    self._in_flight -= 1
+                    self._send(sock, pending, frame)
+                if self._backlog:
+                    self._flush_backlog(sock)
+        except Exception:  # pragma: no cover - a bug here must be visible, not silent
+            log.exception("control_port_crashed")
+        finally:
+            self._close()
+
+    def _close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._sock is not None:
+            self._sock.close(0)
+        if self._auth is not None:
+            self._auth.stop()
+        if self._ctx is not None:
+            self._ctx.term()
+        for s in (self._wake_r, self._wake_w):
+            if s is not None:
+                s.close()
+        self._stopped.set()
+        log.info("control_port_stopped", endpoint=self._endpoint)
+
+    def _read_all(self, sock: zmq.Socket[bytes]) -> None:
+        for _ in range(256):
+            try:
+                frames = sock.recv_multipart(zmq.NOBLOCK, copy=True)
+            except zmq.Again:
+                return
+            t0 = time.perf_counter_ns()
+            self._handle(sock, frames, t0)
+
+    def _handle(self, sock: zmq.Socket[bytes], frames: list[bytes], t0: int) -> None:
+        # Routing envelope: everything up to the last empty delimiter (REQ peers), else the
+        # identity frame alone (DEALER peers). The rest must be exactly one payload frame.
+        split = 1
+        for i in range(len(frames) - 1, 0, -1):
+            if not frames[i]:
+                split = i + 1
+                break
+        envelope, body = frames[:split], frames[split:]
+        pending = _Pending(envelope, None, _INVALID_OP, t0)
+        if len(body) != 1:
+            self._reply_now(sock, pending, error_reply(
+                None, ErrorCode.PROTOCOL_ERROR,
+                f"a request must be exactly one msgpack frame, got {len(body)} frames"))
+            return
+        try:
+            msg = msgpack.unpackb(body[0], raw=False)
+        except Exception as exc:
+            self._reply_now(sock, pending, error_reply(
+                None, ErrorCode.PROTOCOL_ERROR,
+                f"frame is not a valid msgpack value ({type(exc).__name__}: {exc})"[:500]))
+            return
+        if not isinstance(msg, dict):
+            self._reply_now(sock, pending, error_reply(
+                None, ErrorCode.PROTOCOL_ERROR,
+                f"frame must be a msgpack map with v, id, op, args; got {type(msg).__name__}"))
+            return
+        req_id = msg.get("id")
+        if type(req_id) not in (int, str):
+            self._reply_now(sock, pending, error_reply(
+                None, ErrorCode.PROTOCOL_ERROR,
+                "request field 'id' is missing or not an integer/string"))
+            return
+        pending.req_id = req_id
+        problem = self._envelope_problem(msg)
+        if problem is not None:
+            self._reply_now(sock, pending, error_reply(req_id, ErrorCode.PROTOCOL_ERROR,
+                                                       problem))
+            return
+        op: str = msg["op"]
+        route = self._routes[op]
+        pending.op = op
+        try:
+            args = route.args_model.model_validate(msg.get("args") or {})
+        except ValidationError as exc:
+            self._reply_now(sock, pending, invalid_argument_from(op, exc).to_dict())
+            return
+        if self._stopping:
+            self._reply_now(sock, pending, error_reply(
+                req_id, ErrorCode.SHUTTING_DOWN, "the node is shutting down"))
+            return
+        if self._in_flight >= self._max_in_flight:
+            self._reply_now(sock, pending, error_reply(
+                req_id, ErrorCode.QUEUE_FULL,
+                f"the control port has {self._in_flight} requests in flight; retry later"))
+            return
+        self._in_flight += 1
+        if route.blocking:
+            assert self._pool is not None
+            try:
+                fut = self._pool.submit(route.handler, args)
+            except RuntimeError:
+                self._in_flight -= 1
+                self._reply_now(sock, pending, error_reply(
+                    req_id, ErrorCode.SHUTTING_DOWN, "the node is shutting down"))
+                return
+            fut.add_done_callback(functools.partial(self._settle_future, pending))
+            return
+        try:
+            value = route.handler(args)
+        except BaseException as exc:
+            self._in_flight -= 1
+            self._reply_now(sock, pending, self._error_for(pending, exc))
+            return
+        if _is_future_like(value):
+            self._await(pending, value)
+            return
+        self._in_flight -= 1
+        self._send(sock, pending, self._pack_ok(pending, value))
+
+    def _envelope_problem(self, msg: dict[Any, Any]) -> str | None:
+        if msg.get("v") != PROTOCOL_VERSION:
+            return (f"unsupported protocol version v={msg.get('v')!r}; this node speaks "
+                    f"v={PROTOCOL_VERSION}")
+        extra = [k for k in msg if k not in _ENVELOPE_KEYS]
+        if extra:
+            return f"unknown envelope key(s) {sorted(map(str, extra))}; allowed: v, id, op, args"
+        op = msg.get("op")
+        if not isinstance(op, str):
+            return "request field 'op' is missing or not a string"
+        if op not in OPS:
+            return f"unknown op {op[:100]!r}; known ops: {', '.join(OPS)}"
+        if op not in self._routes:
+            return f"op {op!r} is not served by this node"
+        args = msg.get("args")
+        if args is not None and not isinstance(args, dict):
+            return f"request field 'args' must be a map, got {type(args).__name__}"
+        return None
+
+    # ---------------------------------------------------------------- completion
+
+    def _await(self, pending: _Pending, value: Any) -> None:
+        add = getattr(value, "add_done_callback", None)
+        if callable(add):
+            add(functools.partial(self._settle_future, pending))
+            return
+        assert self._pool is not None
+        try:
+            self._pool.submit(self._wait_get, pending, value)
+        except RuntimeError:
+            self._complete(pending, pack(error_reply(pending.req_id, ErrorCode.SHUTTING_DOWN,
+                                                     "the node is shutting down")))
+
+    def _wait_get(self, pending: _Pending, fut: Any) -> None:
+        try:
+            value = fut.get(timeout=self._future_timeout)
+        except BaseException as exc:
+            self._complete(pending, pack(self._error_for(pending, exc)))
+            return
+        self._finish(pending, value)
+
+    def _settle_future(self, pending: _Pending, fut: Any) -> None:
+        try:
+            exc = fut.exception()
+        except BaseException as cancelled:  # CancelledError
+            exc = cancelled
+        if exc is not None:
+            self._complete(pending, pack(self._error_for(pending, exc)))
+            return
+        self._finish(pending, fut.result())
+
+    def _finish(self, pending: _Pending, value: Any) -> None:
+        if _is_future_like(value):
+            self._await(pending, value)
+            return
+        self._complete(pending, self._pack_ok(pending, value))
+
+    def _complete(self, pending: _Pending, frame: bytes) -> None:
+        """Hand a packed reply to the socket thread (any thread)."""
+        self._done.append((pending, frame))
+        self._wake()
+
+    def _error_for(self, pending: _Pending, exc: BaseException) -> dict[str, Any]:
+        if isinstance(exc, CaxtonError):
+            return error_reply(pending.req_id, str(exc.code), exc.message, exc.details)
+        if isinstance(exc, TimeoutError) or type(exc).__name__ == "Timeout":
+            return error_reply(pending.req_id, ErrorCode.TIMEOUT,
+                               f"{pending.op}: the node did not finish in time")
+        log.error("control_handler_failed", op=pending.op, error=repr(exc), exc_info=exc)
+        return error_reply(pending.req_id, ErrorCode.INTERNAL,
+                           f"{pending.op}: internal error ({type(exc).__name__}: {exc}); "
+                           "see the node's log")
+
+    def _pack_ok(self, pending: _Pending, value: Any) -> bytes:
+        try:
+            return pack({"v": PROTOCOL_VERSION, "id": pending.req_id, "ok": True,
+                         "result": value})
+        except Exception as exc:
+            log.error("control_result_unencodable", op=pending.op, error=repr(exc))
+            return pack(error_reply(pending.req_id, ErrorCode.INTERNAL,
+                                    f"{pending.op}: the result could not be encoded ({exc})"))
+
+    def _reply_now(self, sock: zmq.Socket[bytes], pending: _Pending,
+                   reply: dict[str, Any]) -> None:
+        if "v" not in reply:  # a CaxtonError.to_dict() map
+            reply = error_reply(pending.req_id, reply["code"], reply["message"],
+                                reply.get("details"))
+        self._send(sock, pending, pack(reply))
+
+    def _send(self, sock: zmq.Socket[bytes], pending: _Pending, frame: bytes) -> None:
+        parts = [*pending.envelope, frame]
+        if self._backlog:
+            self._backlog.append(parts)
+        else:
+            self._send_parts(sock, parts)
+        self.latency.record(pending.op, time.perf_counter_ns() - pending.t0)
+
+    def _send_parts(self, sock: zmq.Socket[bytes], parts: list[bytes]) -> bool:
+        try:
+            sock.send_multipart(parts, zmq.NOBLOCK)
+            return True
+        except zmq.Again:
+            self._backlog.append(parts)
+            return False
+        except zmq.ZMQError as exc:
+            if exc.errno == errno.EHOSTUNREACH:
+                self.undeliverable += 1
+                log.warning("control_reply_undeliverable", reason="client disconnected")
+                return True
+            raise
+
+    def _flush_backlog(self, sock: zmq.Socket[bytes]) -> None:
+        backlog = self._backlog
+        while backlog:
+            parts = backlog.popleft()
+            try:
+                sock.send_multipart(parts, zmq.NOBLOCK)
+            except zmq.Again:
+                backlog.appendleft(parts)
+                return
+            except zmq.ZMQError as exc:
+                if exc.errno != errno.EHOSTUNREACH:
+                    raise
+                self.undeliverable += 1
+
+
+def _is_future_like(value: Any) -> bool:
+    if value is None or isinstance(value, dict | list | str | bytes | int | float | BaseModel):
+        return False
+    if callable(getattr(value, "add_done_callback", None)):
+        return True
+    return callable(getattr(value, "get", None)) and callable(
+        getattr(value, "set_exception", None))
+
+
+def serve_forever(server: ControlServer) -> None:  # pragma: no cover - convenience
+    """Start ``server`` (if needed) and block until it stops.
+
+    Args:
+        server: The server.
+    """
+    if server._thread is None:
+        server.start()
+    server.wait_stopped()
+
+
+__all__ = ["ControlServer", "Handler", "LatencyRecorder", "pack", "serve_forever"]
