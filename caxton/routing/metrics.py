@@ -1,0 +1,142 @@
+"""Live per-version metrics the rollout analysis reads.
+
+Samples are time-stamped so a snapshot can cover any window (e.g. one canary step). Not
+thread-safe: the router records and reads them under its lock.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import asdict, dataclass
+from typing import Any
+
+
+def percentile(sorted_values: list[float], q: float) -> float | None:
+    """Nearest-rank percentile of already sorted values.
+
+    Args:
+        sorted_values: Ascending values.
+        q: The quantile in ``[0, 1]``.
+
+    Returns:
+        The percentile, or ``None`` for no values.
+    """
+    if not sorted_values:
+        return None
+    rank = max(0, min(len(sorted_values) - 1, int(q * len(sorted_values) + 0.5) - 1))
+    return sorted_values[rank]
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsSnapshot:
+    """One version's metrics over a window.
+
+    Attributes:
+        requests: Messages completed in the window.
+        errors: Of those, how many ended in an error (or a ``failure`` reply).
+        p50_ms: Median latency in milliseconds (``None``: no samples).
+        p99_ms: 99th percentile latency in milliseconds.
+        restarts: Instance restarts reported in the window.
+        breaker_trips: Circuit-breaker trips reported in the window.
+        fuel_per_message: Mean fuel per message reported in the window (``None``: none).
+        total_requests: Messages completed since the version was added.
+        total_errors: Errors since the version was added.
+    """
+
+    requests: int = 0
+    errors: int = 0
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+    restarts: int = 0
+    breaker_trips: int = 0
+    fuel_per_message: float | None = None
+    total_requests: int = 0
+    total_errors: int = 0
+
+    @property
+    def error_rate(self) -> float:
+        """Errors / requests in the window (0 with no requests)."""
+        return self.errors / self.requests if self.requests else 0.0
+
+    @property
+    def success_rate(self) -> float:
+        """1 - error rate (1 with no requests)."""
+        return 1.0 - self.error_rate
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the snapshot as a plain map (with the derived rates)."""
+        out = asdict(self)
+        out["error_rate"] = self.error_rate
+        out["success_rate"] = self.success_rate
+        return out
+
+
+class VersionMetrics:
+    """Accumulates one version's samples.
+
+    Args:
+        max_samples: Latency samples kept (oldest dropped first).
+    """
+
+    def __init__(self, max_samples: int = 20_000) -> None:
+        self._samples: deque[tuple[float, float, bool]] = deque(maxlen=max_samples)
+        self._restarts: deque[float] = deque(maxlen=1000)
+        self._trips: deque[float] = deque(maxlen=1000)
+        self._fuel: deque[tuple[float, float]] = deque(maxlen=max_samples)
+        self.total_requests = 0
+        self.total_errors = 0
+
+    def record(self, now: float, latency: float, ok: bool) -> None:
+        """Record one completed message.
+
+        Args:
+            now: Completion time.
+            latency: Seconds from routing to completion.
+            ok: Whether it ended in a non-failure reply.
+        """
+        self._samples.append((now, latency, ok))
+        self.total_requests += 1
+        if not ok:
+            self.total_errors += 1
+
+    def record_restart(self, now: float) -> None:
+        """Record a restart of the version's instance."""
+        self._restarts.append(now)
+
+    def record_breaker_trip(self, now: float) -> None:
+        """Record a circuit-breaker trip of the version's instance."""
+        self._trips.append(now)
+
+    def record_fuel(self, now: float, fuel: float) -> None:
+        """Record the fuel one message consumed."""
+        self._fuel.append((now, fuel))
+
+    def snapshot(self, since: float | None = None) -> MetricsSnapshot:
+        """Summarise samples completed at or after ``since`` (all kept samples if ``None``).
+
+        Args:
+            since: Window start.
+
+        Returns:
+            The snapshot.
+        """
+        lo = float("-inf") if since is None else since
+        latencies = sorted(lat for t, lat, _ in self._samples if t >= lo)
+        errors = sum(1 for t, _, ok in self._samples if t >= lo and not ok)
+        fuel = [f for t, f in self._fuel if t >= lo]
+        p50 = percentile(latencies, 0.50)
+        p99 = percentile(latencies, 0.99)
+        return MetricsSnapshot(
+            requests=len(latencies),
+            errors=errors,
+            p50_ms=None if p50 is None else p50 * 1000.0,
+            p99_ms=None if p99 is None else p99 * 1000.0,
+            restarts=sum(1 for t in self._restarts if t >= lo),
+            breaker_trips=sum(1 for t in self._trips if t >= lo),
+            fuel_per_message=sum(fuel) / len(fuel) if fuel else None,
+            total_requests=self.total_requests,
+            total_errors=self.total_errors,
+        )
+
+
+__all__ = ["MetricsSnapshot", "VersionMetrics", "percentile"]
