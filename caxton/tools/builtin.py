@@ -23,7 +23,7 @@ def builtin_registry(
 
     Args:
         http_allowed_hosts: Hosts ``http_client`` may reach (node configuration
-            ``tools.http_client.allowed_hosts``); empty refuses every host.
+            ``http_client.allowed_hosts`` in caxton.yaml); empty refuses every host.
         http_max_response_bytes: ``http_client`` response size cap.
         http_timeout: ``http_client`` per-request timeout ceiling in seconds.
 

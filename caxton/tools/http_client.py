@@ -137,8 +137,8 @@ class HttpClientTool:
             raise ToolError(
                 f"http_client refused {url}: host {host!r} is not on this node's allowlist "
                 f"({', '.join(self.allowlist.entries) or 'empty'}); to allow it, add "
-                f"{host!r} (or '{host}:{port}') to the node configuration's "
-                f"tools.http_client.allowed_hosts",
+                f"{host!r} (or '{host}:{port}') to http_client.allowed_hosts in the node's "
+                f"caxton.yaml",
                 details=[{"tool": self.name, "reason": "host_not_allowed", "host": host}],
             )
         if "body" in args and "json" in args:
@@ -188,7 +188,7 @@ class HttpClientTool:
         return ToolError(
             f"http_client: response from {host!r} is larger than the "
             f"{self.max_response_bytes}-byte cap (at least {size} bytes); raise the node's "
-            f"tools.http_client.max_response_bytes if this is expected",
+            f"http_client.max_response_bytes if this is expected",
             details=[{"tool": self.name, "reason": "response_too_large", "host": host}],
         )
 
