@@ -343,6 +343,17 @@ class Router:
         _log.info("routing.drain_started", agent=self.agent, version=version, timeout=timeout)
         self._wake.set()
 
+    def undrain(self, version: str) -> None:
+        """Cancel a drain (e.g. to abort a gradual reload); the version takes traffic again
+        once it gets a weight.
+
+        Raises:
+            VersionNotFound: Not live (already retired).
+        """
+        with self._lock:
+            self._table.undrain(version)
+        _log.info("routing.drain_cancelled", agent=self.agent, version=version)
+
     def retire(self, version: str, *, to: str | None = None) -> None:
         """Take a version out at once: its conversations move, in-flight messages finish.
 

@@ -250,6 +250,17 @@ class RoutingTable:
         entry.drain_started = now
         entry.drain_deadline = None if timeout is None else now + timeout
 
+    def undrain(self, version: str) -> None:
+        """Make a draining version active again (weight stays 0 until set).
+
+        Raises:
+            VersionNotFound: Not live (already retired).
+        """
+        entry = self.entry(version)
+        entry.state = VersionState.ACTIVE
+        entry.drain_started = entry.drain_deadline = None
+        entry.timed_out = False
+
     def poll(self, now: float) -> PollResult:
         """Expire idle conversations, time out drains and find versions to retire.
 
