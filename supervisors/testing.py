@@ -92,9 +92,9 @@ class Crasher(Supervised, pykka.ThreadingActor):
     """A supervised actor that crashes, fails, blocks or ignores stop on request.
 
     Args:
-        name: Its name, appended to ``journal`` on start and on stop.
-        journal: A shared list recording ``("start", name)`` / ``("stop", name)``
-            in order, to check start and stop orders across siblings.
+        name: Its name, recorded in ``journal`` when it stops normally.
+        journal: A shared list that gets ``("stop", name)`` from ``on_stop``
+            (:func:`crasher_spec` adds ``("start", name)`` when it starts one).
         fail_on_start: Raise this from ``on_start`` (an abnormal exit at once).
     """
 
@@ -110,10 +110,13 @@ class Crasher(Supervised, pykka.ThreadingActor):
         self.fail_on_start = fail_on_start
 
     def on_start(self) -> None:
-        """Record the start, or fail if asked to."""
+        """Fail if asked to.
+
+        Raises:
+            BaseException: ``fail_on_start``, when given.
+        """
         if self.fail_on_start is not None:
             raise self.fail_on_start
-        self.journal.append(("start", self.name))
 
     def on_stop(self) -> None:
         """Record the stop."""
@@ -173,6 +176,9 @@ def crasher_spec(
 ) -> ChildSpec:
     """Return a spec that starts a :class:`Crasher` named ``child_id``.
 
+    Its start callable appends ``("start", child_id)`` to ``journal`` on the
+    supervisor's thread, so the journal shows the supervisor's start order.
+
     Args:
         child_id: Child id and Crasher name.
         journal: Shared start/stop journal.
@@ -183,9 +189,15 @@ def crasher_spec(
     Returns:
         The spec.
     """
+
+    def start() -> pykka.ActorRef[Crasher]:
+        if journal is not None:
+            journal.append(("start", child_id))
+        return Crasher.start(child_id, journal)
+
     return ChildSpec(
         child_id,
-        lambda: Crasher.start(child_id, journal),
+        start,
         restart=restart,
         shutdown=shutdown,
         significant=significant,
