@@ -435,10 +435,11 @@ class ControlServer:
             self._handle(sock, frames, t0)
 
     def _handle(self, sock: zmq.Socket[bytes], frames: list[bytes], t0: int) -> None:
-        # Routing envelope: everything up to the last empty delimiter (REQ peers), else the
-        # identity frame alone (DEALER peers). The rest must be exactly one payload frame.
+        # Routing envelope: everything up to the last empty delimiter that precedes a payload
+        # (REQ peers), else the identity frame alone (DEALER peers). The rest must be exactly
+        # one payload frame.
         split = 1
-        for i in range(len(frames) - 1, 0, -1):
+        for i in range(len(frames) - 2, 0, -1):
             if not frames[i]:
                 split = i + 1
                 break
