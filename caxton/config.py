@@ -258,6 +258,12 @@ class NodeConfig(BaseModel):
     max_frame_size: SizeValue = Field(default=ByteSize(4 * 1024 * 1024))
     suspended_queue_bound: int = Field(default=1000, ge=0, le=10_000_000)
 
+    @field_validator("watch", mode="before")
+    @classmethod
+    def _watch_shorthand(cls, value: object) -> object:
+        # ``watch: true`` (and the --watch flag) mean "watch with the default debounce".
+        return {"enabled": value} if isinstance(value, bool) else value
+
     @field_validator("max_frame_size")
     @classmethod
     def _frame_floor(cls, value: int) -> int:

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from caxton.config import (
     ConfigError,
@@ -199,3 +201,45 @@ def test_config_is_frozen() -> None:
         cfg.control = "tcp://127.0.0.1:1"  # type: ignore[misc]
     # and it dumps to YAML the loader accepts
     assert yaml.safe_load(default_config_yaml())["drain_timeout"] == "10s"
+
+
+def test_watch_shorthand(tmp_path: Path) -> None:
+    assert load_node_config(write(tmp_path, "watch: true\n")).watch.enabled is True
+    cfg = load_node_config(write(tmp_path, "watch: {debounce: 1s}\n"), {"watch": True})
+    assert cfg.watch.enabled is True
+
+
+_scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(
+    max_size=12)
+_keys = st.sampled_from(["control", "events", "data_dir", "watch", "llm", "log", "level",
+                         "curve", "metrics", "insecure", "max_frame_size", "drain_timeout",
+                         "http_client", "allowed_hosts", "debounce", "enabled", "x"]) | st.text(
+    max_size=6)
+_values = st.recursive(_scalars, lambda inner: st.lists(inner, max_size=3)
+                       | st.dictionaries(_keys, inner, max_size=4), max_leaves=12)
+
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(doc=st.dictionaries(_keys, _values, max_size=6) | _values)
+def test_any_yaml_gives_config_or_config_error(tmp_path: Path, doc: object) -> None:
+    path = write(tmp_path, yaml.safe_dump(doc))
+    try:
+        cfg = load_node_config(path)
+    except ConfigError as err:
+        assert err.details and err.message.startswith("invalid node configuration")
+        for d in err.details:
+            assert d["problem"] and d["fix"]
+    else:
+        assert isinstance(cfg, NodeConfig)
+
+
+@settings(max_examples=100, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=st.text(max_size=80))
+def test_any_text_gives_config_or_config_error(tmp_path: Path, text: str) -> None:
+    path = write(tmp_path, text)
+    try:
+        load_node_config(path)
+    except ConfigError:
+        pass
