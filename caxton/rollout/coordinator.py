@@ -14,7 +14,7 @@ from caxton.rollout.plan import Plan, RolloutConfig
 from caxton.rollout.plans import make_plan
 from caxton.rollout.status import RolloutStatus
 from caxton.rollout.strategy import Command, Strategy
-from caxton.routing import Router, VersionHandle
+from caxton.routing import Comparator, Router, VersionHandle, replies_agree
 
 _log = structlog.get_logger("caxton.rollout")
 
@@ -47,6 +47,7 @@ class RolloutCoordinator:
         old_version: str | None = None,
         config: RolloutConfig | None = None,
         health_check: HealthProbe | None = None,
+        compare: Comparator = replies_agree,
     ) -> RolloutExecutor:
         """Start a rollout of ``new_version`` on ``router``.
 
@@ -58,6 +59,7 @@ class RolloutCoordinator:
             old_version: The version replaced (default: the router's highest-weight version).
             config: Strategy tunables.
             health_check: Probe for health checks.
+            compare: Reply comparator of the parallel strategy.
 
         Returns:
             The running executor.
@@ -82,7 +84,7 @@ class RolloutCoordinator:
                 plan = make_plan(strategy, old=old_version, new=new_version, config=config)
             executor = RolloutExecutor(router, plan, start_new=start_new,
                                        health_check=health_check, tick_interval=self._tick,
-                                       on_finish=self._finished)
+                                       on_finish=self._finished, compare=compare)
             self._running[agent] = executor
             self._last[agent] = executor
         return executor.start()

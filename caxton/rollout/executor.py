@@ -32,7 +32,7 @@ from caxton.rollout.actions import (
 from caxton.rollout.plan import Plan
 from caxton.rollout.status import RolloutStatus
 from caxton.rollout.strategy import Command
-from caxton.routing import Router, VersionHandle, ask
+from caxton.routing import Comparator, Router, VersionHandle, ask, replies_agree
 
 _log = structlog.get_logger("caxton.rollout")
 
@@ -77,6 +77,7 @@ class RolloutExecutor:
         health_check: Probe for ``HealthCheck`` actions (default :func:`probe_health`).
         tick_interval: Seconds between plan ticks.
         on_finish: Called once with the final status (on the executor thread).
+        compare: Parallel strategy's reply comparator (default: same content/error code).
     """
 
     def __init__(
@@ -88,8 +89,10 @@ class RolloutExecutor:
         health_check: HealthProbe | None = None,
         tick_interval: float = 0.05,
         on_finish: Callable[[RolloutStatus], None] | None = None,
+        compare: Comparator = replies_agree,
     ) -> None:
         self.router = router
+        self._compare = compare
         self.plan = plan
         self._start_new = start_new
         self._probe = health_check or probe_health()
@@ -233,7 +236,7 @@ class RolloutExecutor:
             elif isinstance(action, Retire):
                 router.retire(action.version, to=action.to)
             elif isinstance(action, StartShadow):
-                router.start_shadow(action.primary, action.shadow)
+                router.start_shadow(action.primary, action.shadow, self._compare)
             elif isinstance(action, StopShadow):
                 router.stop_shadow()
             elif isinstance(action, HealthCheck):

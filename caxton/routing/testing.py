@@ -10,7 +10,9 @@ import random
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import pykka
 
@@ -50,13 +52,16 @@ class EchoAgent(pykka.ThreadingActor):
         delay: Seconds to sleep per message (a slower version).
         error_rate: Share of messages that raise :class:`AgentFailed` (deterministic RNG).
         seed: Seed of the error draw.
+        transform: Applied to the content before echoing (a version that answers
+            differently).
     """
 
     use_daemon_thread = True
 
     def __init__(self, version: str, *, delay: float = 0.0, error_rate: float = 0.0,
-                 seed: int = 0) -> None:
+                 seed: int = 0, transform: Callable[[Any], Any] | None = None) -> None:
         super().__init__()
+        self.transform = transform
         self.version = version
         self.delay = delay
         self.error_rate = error_rate
@@ -68,12 +73,14 @@ class EchoAgent(pykka.ThreadingActor):
             time.sleep(self.delay)
         if self.error_rate and self._rng.random() < self.error_rate:
             raise AgentFailed(f"version {self.version} failed on purpose")
-        return message.reply({"version": self.version, "echo": message.content},
+        content = message.content if self.transform is None else self.transform(message.content)
+        return message.reply({"version": self.version, "echo": content},
                              performative=Performative.INFORM)
 
 
 def start_echo(version: str, *, agent: str = "echo", delay: float = 0.0,
-               error_rate: float = 0.0, seed: int = 0) -> ActorVersionHandle:
+               error_rate: float = 0.0, seed: int = 0,
+               transform: Callable[[Any], Any] | None = None) -> ActorVersionHandle:
     """Start an :class:`EchoAgent` and return its version handle.
 
     Args:
@@ -82,11 +89,13 @@ def start_echo(version: str, *, agent: str = "echo", delay: float = 0.0,
         delay: Per-message sleep.
         error_rate: Share of failing messages.
         seed: Seed of the error draw.
+        transform: Applied to the content before echoing.
 
     Returns:
         The handle (stop it with ``handle.stop()``).
     """
-    ref = EchoAgent.start(version, delay=delay, error_rate=error_rate, seed=seed)
+    ref = EchoAgent.start(version, delay=delay, error_rate=error_rate, seed=seed,
+                          transform=transform)
     return ActorVersionHandle(version, ref, agent=agent)
 
 
