@@ -180,7 +180,13 @@ def load(front: Frontmatter) -> tuple[Any, SourceMap]:
         line = offset + mark.line if mark is not None else offset
         col = mark.column + 1 if mark is not None else None
         problem = exc.problem or "invalid YAML"
-        context = f" ({exc.context})" if exc.context else ""
+        context = ""
+        if exc.context:
+            context = f" ({exc.context}"
+            cmark = exc.context_mark
+            if cmark is not None and mark is not None and cmark.line != mark.line:
+                context += f" that starts on line {offset + cmark.line}"
+            context += ")"
         raise FrontmatterError(
             f"YAML syntax error: {problem}{context}",
             line=line,

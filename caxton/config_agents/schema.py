@@ -149,7 +149,7 @@ class AgentConfig(BaseModel):
         if isinstance(value, str):
             raise ValueError("must be a list, e.g. [a, b] or one '- item' per line")
         if value is None:
-            return ()
+            raise ValueError("is empty; list the names, or write [] for none")
         return value
 
     @field_validator("resource_limits", mode="before")

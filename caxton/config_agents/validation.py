@@ -150,10 +150,10 @@ class _Run:
         results: list[StageResult] = []
         hard_failed = False
         for number, _name in STAGES:
-            findings = tuple(self.by_stage[number])
-            if hard_failed:
-                results.append(StageResult(number, StageStatus.SKIPPED, findings))
+            if hard_failed:  # what a skipped stage found is not reported: the file is not usable
+                results.append(StageResult(number, StageStatus.SKIPPED))
                 continue
+            findings = tuple(sorted(self.by_stage[number], key=lambda f: f.line or 0))
             failed = self.failed(number)
             results.append(StageResult(
                 number, StageStatus.FAILED if failed else StageStatus.PASSED, findings))
@@ -188,11 +188,14 @@ def _pydantic_finding(run: _Run, err: ErrorDetails) -> None:
     elif loc == ("resource_limits",) and "conversation_limit" in raw_msg:
         run.add(5, "duplicate_setting", raw_msg, "keep only max_conversations",
                 path=("resource_limits", "conversation_limit"))
+    elif kind == "string_pattern_mismatch" and loc in (("name",), ("version",)):
+        what = "an agent name" if loc == ("name",) else "a version such as 1.0.0 or 2.1.0-rc.1"
+        run.add(stage, "invalid_value", f"{value!r} is not {what}", fix, path=loc)
     elif kind == "string_type" and loc[:1] == ("version",) and isinstance(value, int | float):
         run.add(stage, "invalid_type", f"version {value!r} is a number, not a string",
                 f'quote it: version: "{value}"', path=loc)
     else:
-        shown = "" if isinstance(value, dict | list) else f" (got {value!r})"
+        shown = "" if isinstance(value, dict | list) or repr(value) in raw_msg else f" (got {value!r})"
         run.add(stage, kind if kind != "value_error" else "invalid_value",
                 f"{raw_msg}{shown}", fix, path=loc)
 
