@@ -444,6 +444,7 @@ class _Pipeline:
         self.info: ModuleInfo | None = None
         self.compiled: CompiledModule | None = None
         self.compile_error: BaseException | None = None
+        self.oversize = False
 
     def run(self) -> tuple[ValidationReport, CompiledModule | None]:
         results: list[StageResult] = []
@@ -451,6 +452,15 @@ class _Pipeline:
         results.append(structure)
         if not structure.passed or self.info is None:
             results += [StageResult(Stage(n), StageStatus.SKIPPED) for n in range(2, 7)]
+            return self._report(results), None
+        if self.oversize:  # imports/exports unknown: only the resource stage can judge it
+            results.append(StageResult(Stage.SECURITY, StageStatus.SKIPPED))
+            results.append(self._finish(Stage.RESOURCES, self._resources(self.info)))
+            results.append(StageResult(Stage.FUNCTIONS, StageStatus.SKIPPED))
+            results += [
+                StageResult(Stage.SANDBOX, StageStatus.SKIPPED),
+                StageResult(Stage.CUSTOM, StageStatus.SKIPPED),
+            ]
             return self._report(results), None
         results.append(self._finish(Stage.SECURITY, self._security(self.info)))
         results.append(self._finish(Stage.RESOURCES, self._resources(self.info)))
@@ -526,6 +536,20 @@ class _Pipeline:
                     "rebuild the module with a standard WebAssembly toolchain",
                 )
             ]
+        if len(self.wasm) > self.policy.max_module_bytes:
+            # Do not spend compile time on a module stage 3 will refuse: inspect the layout only.
+            self.oversize = True
+            self.info = ModuleInfo(
+                self.digest,
+                len(self.wasm),
+                (),
+                (),
+                self.layout.memories,
+                self.layout.tables,
+                self.layout.start_function,
+                self.wasm,
+            )
+            return []
         try:
             self.compiled = compile_module(self.wasm, self.key)
             module = self.compiled.module
@@ -821,7 +845,8 @@ class _Pipeline:
                 )
             ]
         store = wasmtime.Store(self.compiled.engine)
-        store.set_limits(memory_size=self.cap)
+        assert self.info is not None
+        store.set_limits(memory_size=self.cap // max(1, len(self.info.memories)))
         store.set_fuel(self.limits.fuel)
         ticker.acquire()
         try:
