@@ -272,6 +272,11 @@ def _check_kind(kind: str) -> AgentKind:
     return kind  # type: ignore[return-value]
 
 
+def _state_name(state: object) -> str:
+    """Store an enum member as its value (``WasmAgentState.RUNNING`` → ``"running"``)."""
+    return str(getattr(state, "value", state))
+
+
 def _as_bytes(payload: bytes | str) -> bytes:
     return payload.encode("utf-8") if isinstance(payload, str) else bytes(payload)
 
@@ -476,7 +481,7 @@ class NodeStore:
         metadata: Mapping[str, Any] | None = None,
         config: Mapping[str, Any] | None = None,
         strategy: str = "immediate",
-        state: str = "active",
+        state: object = "active",
         make_current: bool = True,
     ) -> AgentRecord:
         """Record a deploy: create or update the agent and store a version, in one transaction.
@@ -512,7 +517,7 @@ class NodeStore:
             if row is None:
                 db.execute(
                     f"INSERT INTO agents ({self._AGENT_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (name, agent_id, kind, version, str(state), strategy,
+                    (name, agent_id, kind, version, _state_name(state), strategy,
                      _dumps(dict(config or {})), now, now),
                 )
             else:
@@ -524,7 +529,7 @@ class NodeStore:
                 db.execute(
                     "UPDATE agents SET agent_id = ?, state = ?, strategy = ?, config = ?,"
                     " updated_at = ? WHERE name = ?",
-                    (agent_id, str(state), strategy, _dumps(dict(config or {})), now, name),
+                    (agent_id, _state_name(state), strategy, _dumps(dict(config or {})), now, name),
                 )
             self._insert_version(db, name, kind, version, version_number, data, metadata, now)
             if make_current:
@@ -585,7 +590,7 @@ class NodeStore:
             ).fetchone()
             return self._info(row)
 
-    def set_state(self, name: str, state: str) -> None:
+    def set_state(self, name: str, state: object) -> None:
         """Record an agent's lifecycle state.
 
         Args:
@@ -599,7 +604,7 @@ class NodeStore:
             self._require_agent(db, name)
             db.execute(
                 "UPDATE agents SET state = ?, updated_at = ? WHERE name = ?",
-                (str(state), time.time(), name),
+                (_state_name(state), time.time(), name),
             )
 
     def set_current_version(

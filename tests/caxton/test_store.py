@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from caxton.errors import AgentNotFound, InvalidArgument, VersionNotFound
+from caxton.lifecycle import WasmAgentState
 from caxton.store import KEEP_VERSIONS, NodeStore, RolloutState, StoreError
 
 
@@ -99,6 +100,8 @@ def test_set_state_and_current_version_errors(store: NodeStore) -> None:
     deploy(store, "a", 1)
     store.set_state("a", "suspended")
     assert store.get_agent("a").state == "suspended"
+    store.set_state("a", WasmAgentState.RUNNING)  # enum members are stored as their value
+    assert store.get_agent("a").state == WasmAgentState.RUNNING.value
     with pytest.raises(AgentNotFound):
         store.set_state("nope", "active")
     with pytest.raises(VersionNotFound, match=r"kept versions: 1\.0\.1"):
