@@ -107,18 +107,19 @@ class EventPublisher:
             except zmq.Again:  # pragma: no cover - PUB drops rather than raising
                 pass
 
-    def publish_agent(self, agent: str, event: str, **data: Any) -> None:
+    def publish_agent(self, agent: str, event: str, /, **data: Any) -> None:
         """Publish an agent event on ``agent.<agent>.<event>``.
 
         Args:
             agent: The agent's name.
             event: The event kind (``lifecycle``, ``rollout``, ``restart``, ``breaker``,
                 ``log``, ``metrics``).
-            **data: Event fields.
+            **data: Event fields (may include keys named ``agent`` or ``event``, as
+                structlog records do).
         """
         self.publish(agent_topic(agent, event), event, data, agent=agent)
 
-    def publish_node(self, event: str, **data: Any) -> None:
+    def publish_node(self, event: str, /, **data: Any) -> None:
         """Publish a node event on ``node.<event>``.
 
         Args:

@@ -348,9 +348,9 @@ def test_oversized_frames_are_refused_by_zeromq() -> None:
     srv = make_server(max_message_size=1024)
     srv.start()
     try:
-        with ControlClient(srv.endpoint, timeout=0.5) as big:
-            with pytest.raises(NodeUnreachable):
-                big.call("message.send", {"agent": "a", "content": "x" * 4096})
+        with ControlClient(srv.endpoint, timeout=0.5) as big, \
+                pytest.raises(NodeUnreachable):
+            big.call("message.send", {"agent": "a", "content": "x" * 4096})
         with ControlClient(srv.endpoint, timeout=5) as small:
             assert small.call("message.send", {"agent": "a", "content": "ok"})["content"] == "ok"
     finally:
