@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from enum import Enum
 from pathlib import Path
 
 import pytest
 
 from caxton.errors import AgentNotFound, InvalidArgument, VersionNotFound
-from caxton.lifecycle import WasmAgentState
 from caxton.store import KEEP_VERSIONS, NodeStore, RolloutState, StoreError
 
 
@@ -100,8 +100,11 @@ def test_set_state_and_current_version_errors(store: NodeStore) -> None:
     deploy(store, "a", 1)
     store.set_state("a", "suspended")
     assert store.get_agent("a").state == "suspended"
-    store.set_state("a", WasmAgentState.RUNNING)  # enum members are stored as their value
-    assert store.get_agent("a").state == WasmAgentState.RUNNING.value
+    class State(Enum):  # a plain Enum: its str() would be "State.RUNNING"
+        RUNNING = "Running"
+
+    store.set_state("a", State.RUNNING)  # enum members are stored as their value
+    assert store.get_agent("a").state == "Running"
     with pytest.raises(AgentNotFound):
         store.set_state("nope", "active")
     with pytest.raises(VersionNotFound, match=r"kept versions: 1\.0\.1"):
