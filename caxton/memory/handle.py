@@ -418,24 +418,33 @@ class MemoryHandle:
     def memory_context(self, query: str, limit: int = 5, *, max_chars: int = 2000) -> str:
         """Return the short text a prompt template shows as ``{{memory_context}}``.
 
-        The best full-text matches for ``query`` (one line per hit), or, when nothing matches,
-        the newest observations; ``""`` when the partition is empty.
+        One line per matching entity (best first) with its matching observations — or its
+        newest ones when its name matched; when nothing matches, the newest observations;
+        ``""`` when the partition is empty.
 
         Args:
             query: The request text.
-            limit: At most this many lines.
+            limit: At most this many entities (lines).
             max_chars: The text is cut to this length.
 
         Returns:
-            Lines like ``- report-q3 (dataset): revenue up 4%``.
+            Lines like ``- report-q3 (dataset): revenue up 4%; churn down 1%``.
         """
-        lines: list[str] = []
-        for hit in self.search(query, limit=limit):
-            line = f"- {hit.entity} ({hit.entity_type})"
-            if hit.text != hit.entity:
-                line += f": {hit.text}"
-            if line not in lines:
-                lines.append(line)
+        found: dict[str, tuple[str, list[str]]] = {}
+        for hit in self.search(query, limit=limit * 4):
+            if hit.entity not in found:
+                if len(found) >= limit:
+                    continue
+                found[hit.entity] = (hit.entity_type, [])
+            texts = found[hit.entity][1]
+            if hit.text == hit.entity:  # the name matched: show its newest observations
+                ent = self.get_entity(hit.entity)
+                extra = [o.text for o in (ent.observations[-3:] if ent else ())]
+            else:
+                extra = [hit.text]
+            texts.extend(t for t in extra if t not in texts)
+        lines = [f"- {name} ({etype})" + (f": {'; '.join(texts)}" if texts else "")
+                 for name, (etype, texts) in found.items()]
         if not lines:
             lines = [f"- {n} ({t}): {x}" for n, t, x in self.recent_observations(limit)]
         text = "\n".join(lines)
