@@ -24,6 +24,14 @@ Path = tuple[str | int, ...]
 _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _DELIMS = ("---",)
 _CLOSERS = ("---", "...")
+_MAX_DEPTH = 32
+
+
+def _dotted(path: Path) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,9 +180,19 @@ def load(front: Frontmatter) -> tuple[Any, SourceMap]:
     """
     offset = front.first_line
     loader = _Loader(front.yaml_text)
+    smap: SourceMap | None = None
     try:
         node = loader.get_single_node()
+        if node is not None:
+            smap = SourceMap(root=_pos(node.start_mark, offset))
+            # Walk (and refuse aliases) before constructing: alias graphs can be cyclic or
+            # exponentially large ("billion laughs"), and this text may come from the network.
+            _walk(node, (), smap, offset, set())
         data = loader.construct_document(node) if node is not None else None
+    except RecursionError as exc:
+        raise FrontmatterError(
+            "the frontmatter is nested too deeply", line=offset, column=None,
+            fix=f"agent files need at most {_MAX_DEPTH} levels of nesting") from exc
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = offset + mark.line if mark is not None else offset
@@ -202,15 +220,13 @@ def load(front: Frontmatter) -> tuple[Any, SourceMap]:
     if node is None:
         raise FrontmatterError("the frontmatter is empty", line=offset, column=1,
                                fix="add at least name, capabilities and tools")
-    if not isinstance(node, yaml.MappingNode) or not isinstance(data, dict):
+    if not isinstance(node, yaml.MappingNode) or not isinstance(data, dict) or smap is None:
         raise FrontmatterError(
             f"the frontmatter must be a map of settings, got a {type(node).__name__.removesuffix('Node').lower()}",
             line=offset + node.start_mark.line,
             column=node.start_mark.column + 1,
             fix="write one 'key: value' per line, e.g. 'name: MyAgent'",
         )
-    smap = SourceMap(root=Position(offset + node.start_mark.line, node.start_mark.column + 1))
-    _walk(node, (), smap, offset)
     return data, smap
 
 
@@ -224,7 +240,25 @@ def _content_line(node: yaml.Node, offset: int) -> int:
     return start + 1 if style in ("|", ">") else start
 
 
-def _walk(node: yaml.Node, path: Path, smap: SourceMap, offset: int) -> None:
+def _walk(
+    node: yaml.Node, path: Path, smap: SourceMap, offset: int, seen_nodes: set[int],
+    at: Position | None = None,
+) -> None:
+    """Record positions below ``node``; ``at`` is where the reference to ``node`` was written."""
+    if id(node) in seen_nodes:
+        # an alias shares its anchor's node (and marks): report where it was referenced
+        pos = at or _pos(node.start_mark, offset)
+        raise FrontmatterError(
+            f"'{_dotted(path)}' repeats a YAML anchor (&name / *name); aliases are not allowed "
+            "in agent files",
+            line=pos.line, column=pos.column,
+            fix="write the value out in full instead of referring to an anchor")
+    seen_nodes.add(id(node))
+    if len(path) > _MAX_DEPTH:
+        pos = _pos(node.start_mark, offset)
+        raise FrontmatterError(
+            f"'{_dotted(path[:3])}…' is nested more than {_MAX_DEPTH} levels deep",
+            line=pos.line, column=pos.column, fix="flatten the value")
     if isinstance(node, yaml.MappingNode):
         seen: set[str] = set()
         for key_node, value_node in node.value:
@@ -235,18 +269,16 @@ def _walk(node: yaml.Node, path: Path, smap: SourceMap, offset: int) -> None:
             if key in seen:
                 smap.duplicates.append((sub, _pos(key_node.start_mark, offset)))
             seen.add(key)
+            key_pos = _pos(key_node.start_mark, offset)
             smap.nodes[sub] = NodeInfo(
-                _pos(key_node.start_mark, offset),
-                _pos(value_node.start_mark, offset),
-                _content_line(value_node, offset),
-            )
-            _walk(value_node, sub, smap, offset)
+                key_pos, _pos(value_node.start_mark, offset), _content_line(value_node, offset))
+            _walk(value_node, sub, smap, offset, seen_nodes, key_pos)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
             sub = (*path, i)
             p = _pos(item.start_mark, offset)
             smap.nodes[sub] = NodeInfo(p, p, _content_line(item, offset))
-            _walk(item, sub, smap, offset)
+            _walk(item, sub, smap, offset, seen_nodes, at if id(item) in seen_nodes else p)
 
 
 __all__ = [

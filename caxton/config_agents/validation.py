@@ -172,6 +172,11 @@ def _pydantic_finding(run: _Run, err: ErrorDetails) -> None:
     if kind == "missing":
         run.add(stage, "missing_field", f"required field '{field}' is missing",
                 _REQUIRED_EXAMPLE.get(field, fix), path=loc)
+    elif kind == "invalid_key":
+        key = loc[-1]
+        run.add(stage, "invalid_key", f"key {key!r} is not text",
+                f'remove it, or quote it ("{key}":) if it is a misplaced setting',
+                path=(*loc[:-1], str(key)))
     elif kind == "extra_forbidden":
         parent, key = loc[:-1], str(loc[-1])
         known = _known_keys(parent)

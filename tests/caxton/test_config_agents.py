@@ -366,3 +366,25 @@ def test_validation_is_fast_enough_for_thousands_of_deploys() -> None:
     assert per < 0.005, f"{per * 1000:.2f} ms per parse"
 
 
+
+
+@pytest.mark.parametrize(
+    ("yaml_lines", "line", "text"),
+    [
+        (["parameters:", "  loop: &a [*a]"], 6, "aliases are not allowed"),
+        (["parameters:", "  a: &x [1, 2]", "  b: *x"], 7, "aliases are not allowed"),
+        (["parameters:", "  deep: " + "[" * 100 + "]" * 100], 6, "nested more than 32"),
+        (["system_prompt: !!python/object:os.system x"], 5, "could not determine a constructor"),
+    ],
+)
+def test_hostile_yaml_is_refused_in_stage1(yaml_lines: list[str], line: int, text: str) -> None:
+    src = "\n".join(["---", "name: H", "capabilities: [echo]", "tools: []", *yaml_lines, "---"])
+    report = validate(src + "\n")
+    (err,) = report.errors
+    assert err.stage == 1 and err.line == line and text in err.message
+
+
+def test_non_text_key_is_a_stage2_error() -> None:
+    report = validate("---\nname: K\ncapabilities: [echo]\ntools: []\n1: x\n---\n")
+    (err,) = report.errors
+    assert (err.stage, err.code, err.line) == (2, "invalid_key", 5)
