@@ -100,7 +100,7 @@ def test_openai_provider_does_not_retry_client_errors(server: FakeOpenAIServer) 
 
 def test_openai_provider_retries_a_slow_reply_then_times_out(server: FakeOpenAIServer) -> None:
     server.enqueue(CannedResponse(200, chat_completion("late"), delay=3))
-    p = _provider(server, timeout=0.3, max_retries=2)
+    p = _provider(server, timeout=0.5, max_retries=3)
     resp = p.complete([{"role": "user", "content": "fast"}], timeout=10)
     assert resp.content == "echo: fast"  # the slow first attempt was retried
     server.enqueue(*[CannedResponse(200, chat_completion("late"), delay=3)] * 5)
