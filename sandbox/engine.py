@@ -163,9 +163,20 @@ class EpochTicker:
         return max(1, math.ceil(timeout / self.interval)) + 1
 
     def _run(self, stop: threading.Event) -> None:
-        while not stop.wait(self.interval):
-            for engine in self._engines:
-                engine.increment_epoch()
+        # Epochs track wall-clock time: when the thread wakes late (a loaded machine), it
+        # catches up on the missed ticks instead of letting the lateness accumulate into
+        # every deadline.
+        started = time.monotonic()
+        done = 0
+        while True:
+            due = int((time.monotonic() - started) / self.interval)
+            for _ in range(due - done):
+                for engine in self._engines:
+                    engine.increment_epoch()
+            done = max(done, due)
+            wait = started + (done + 1) * self.interval - time.monotonic()
+            if stop.wait(max(0.0, wait)):
+                return
 
 
 ticker = EpochTicker()

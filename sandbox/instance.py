@@ -447,12 +447,13 @@ class Sandbox:
                 live.inbox_ptr, live.inbox_capacity = ptr, want
                 return ptr
             if ptr:
+                memory_size = live.memory.data_len(live.store)
                 self._traps += 1
                 self._discard("abi_error")
                 raise AbiError(
                     f"guest 'inbox({want})' returned address {ptr}, but {want} bytes from there "
-                    f"run past its {live.memory.data_len(live.store)}-byte memory; return a "
-                    "buffer inside linear memory",
+                    f"run past its {memory_size}-byte memory; return a buffer inside linear "
+                    "memory",
                     module_hash=self._hash,
                 )
         raise MemoryLimitExceeded(

@@ -12,8 +12,8 @@ __all__ = [
     "AGENTS_DIR",
     "TESTING_DIR",
     "abi_module",
-    "read_example_module",
     "oversized_module",
+    "read_example_module",
     "read_testing_module",
 ]
 

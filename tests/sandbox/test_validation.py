@@ -15,7 +15,7 @@ from sandbox import (
     ValidationError,
     validate,
 )
-from sandbox.testing import abi_module, read_example_module, oversized_module, read_testing_module
+from sandbox.testing import abi_module, oversized_module, read_example_module, read_testing_module
 
 
 def _codes(report, stage: Stage) -> list[str]:
