@@ -395,27 +395,59 @@ def _model_at(path: tuple[str | int, ...]) -> type[BaseModel] | None:
     return model
 
 
+_MAX_DEPTH = 16
+
+
+class _Refused(Exception):
+    """A YAML construct the node configuration does not allow (aliases, deep nesting)."""
+
+    def __init__(self, problem: str, fix: str, mark: Any) -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.fix = fix
+        self.line = mark.line + 1
+        self.column = mark.column + 1
+
+
 class _Positions:
-    """Line/column (1-based) of every key path in a YAML document."""
+    """Line/column (1-based) of every key path in a YAML document.
+
+    Walking the composed node graph before constructing values also refuses YAML aliases
+    (``&x`` / ``*x``: alias graphs can be cyclic or exponentially large) and nesting deeper than
+    :data:`_MAX_DEPTH`, like agent files.
+    """
 
     def __init__(self, text: str) -> None:
         self.where: dict[tuple[str | int, ...], tuple[int, int]] = {}
+        self._seen: set[int] = set()
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         if node is not None:
-            self._walk(node, ())
+            self._walk(node, (), node.start_mark)
 
-    def _walk(self, node: yaml.Node, path: tuple[str | int, ...]) -> None:
+    def _walk(self, node: yaml.Node, path: tuple[str | int, ...], ref: Any) -> None:
+        # ``ref``: where the node is referenced (an alias shares its anchor's marks).
+        if id(node) in self._seen:
+            raise _Refused(
+                "a YAML alias (*name) repeats an anchor; aliases are not allowed",
+                "write the value out in full instead of &name / *name", ref,
+            )
+        self._seen.add(id(node))
+        if len(path) > _MAX_DEPTH:
+            raise _Refused(
+                f"nested more than {_MAX_DEPTH} levels deep",
+                "the node configuration needs at most a few levels", node.start_mark,
+            )
         if isinstance(node, yaml.MappingNode):
             for key_node, value_node in node.value:
                 key = str(key_node.value)
                 sub = (*path, key)
                 self.where[sub] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
-                self._walk(value_node, sub)
+                self._walk(value_node, sub, key_node.start_mark)
         elif isinstance(node, yaml.SequenceNode):
             for i, item in enumerate(node.value):
                 sub = (*path, i)
                 self.where[sub] = (item.start_mark.line + 1, item.start_mark.column + 1)
-                self._walk(item, sub)
+                self._walk(item, sub, node.start_mark)
 
     def find(self, path: tuple[str | int, ...]) -> tuple[int, int] | None:
         """Return the position of ``path`` or of its nearest recorded ancestor."""
@@ -538,6 +570,13 @@ def load_node_config(
                 details=[{"file": file_label, "line": line, "column": column, "key": "",
                           "problem": problem, "fix": "correct the YAML at that position"}],
             ) from exc
+        except _Refused as exc:
+            detail = {"file": file_label, "line": exc.line, "column": exc.column, "key": "",
+                      "problem": exc.problem, "fix": exc.fix}
+            raise ConfigError(_format([detail]), details=[detail]) from None
+        except RecursionError:
+            raise _single(file_label, "the YAML is nested too deeply",
+                          "the node configuration needs at most a few levels") from None
         except yaml.YAMLError as exc:
             raise _single(file_label, f"YAML error: {exc}", "correct the YAML") from exc
         if loaded is None:

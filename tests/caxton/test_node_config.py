@@ -243,3 +243,18 @@ def test_any_text_gives_config_or_config_error(tmp_path: Path, text: str) -> Non
         load_node_config(path)
     except ConfigError:
         pass
+
+
+@pytest.mark.parametrize("text,line,problem", [
+    ("log: &l {level: info}\nwatch: *l\n", 2, "aliases are not allowed"),
+    ("a: &x [*x]\n", 1, "aliases are not allowed"),  # cyclic
+    ("x:\n  - &a [1, 2]\n  - [*a, *a]\n", 3, "aliases are not allowed"),
+    pytest.param("x: " + "[" * 40 + "]" * 40 + "\n", 1, "nested more than 16", id="deep-40"),
+    pytest.param("x: " + "[" * 1000 + "]" * 1000 + "\n", None, "nested", id="deep-1000"),
+])
+def test_hostile_yaml_is_refused(tmp_path: Path, text: str, line: int | None,
+                                 problem: str) -> None:
+    with pytest.raises(ConfigError, match=problem) as info:
+        load_node_config(write(tmp_path, text))
+    if line is not None:
+        assert info.value.details[0]["line"] == line
