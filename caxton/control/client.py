@@ -159,8 +159,7 @@ class ControlClient:
         self._ids = itertools.count(1)
         self._pending: dict[int, str] = {}
         self._stash: dict[int, ReplyFrame] = {}
-        self._poller = zmq.Poller()
-        self._poller.register(self._sock, zmq.POLLIN)
+        self._rcvtimeo = -1
 
     @property
     def in_flight(self) -> int:
@@ -261,9 +260,14 @@ class ControlClient:
 
     def _receive_one(self, remaining: float) -> bool:
         """Wait for one frame; stash it if it answers a pending request. False on timeout."""
-        if not self._poller.poll(max(1, int(remaining * 1000))):
+        ms = max(1, int(remaining * 1000))
+        if ms != self._rcvtimeo:  # a blocking recv with a timeout is cheaper than poll+recv
+            self._sock.setsockopt(zmq.RCVTIMEO, ms)
+            self._rcvtimeo = ms
+        try:
+            frame = self._sock.recv()
+        except zmq.Again:
             return False
-        frame = self._sock.recv()
         reply = decode_reply(frame)
         if isinstance(reply.id, int) and reply.id in self._pending:
             del self._pending[reply.id]

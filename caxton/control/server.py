@@ -21,7 +21,7 @@ from __future__ import annotations
 import collections
 import errno
 import functools
-import socket as _socket
+import os
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -204,8 +204,9 @@ class ControlServer:
         self._sock: zmq.Socket[bytes] | None = None
         self._auth: zmq.auth.thread.ThreadAuthenticator | None = None
         self._pool: ThreadPoolExecutor | None = None
-        self._wake_r: _socket.socket | None = None
-        self._wake_w: _socket.socket | None = None
+        self._wake_sock: zmq.Socket[bytes] | None = None
+        self._wake_lock = threading.Lock()
+        self._wake_id = b"caxton-wake-" + os.urandom(16).hex().encode()
         self._endpoint = endpoint
         self.latency = LatencyRecorder()
         """Receipt-to-reply latency per op (see :meth:`LatencyRecorder.snapshot`)."""
@@ -298,18 +299,26 @@ class ControlServer:
                 self._auth.configure_curve(domain="*", location=str(self._curve.allow_dir))
                 apply_server_curve(sock, self._curve)
             sock.bind(self._requested_endpoint)
+            last = sock.getsockopt(zmq.LAST_ENDPOINT)
+            # Wake-ups arrive on the same socket (an inproc peer with a secret routing id), so
+            # the socket thread can block in recv without a poller on the hot path.
+            wake_ep = f"inproc://caxton-control-wake-{self._wake_id[-32:].decode()}"
+            sock.bind(wake_ep)
+            wake = ctx.socket(zmq.DEALER)
+            wake.setsockopt(zmq.LINGER, 0)
+            wake.setsockopt(zmq.ROUTING_ID, self._wake_id)
+            wake.connect(wake_ep)
+            self._wake_sock = wake
         except BaseException:
+            if self._wake_sock is not None:
+                self._wake_sock.close(0)
             sock.close(0)
             if self._auth is not None:
                 self._auth.stop()
             ctx.term()
             raise
-        last = sock.getsockopt(zmq.LAST_ENDPOINT)
         self._endpoint = last.decode() if isinstance(last, bytes) else str(last)
         self._ctx, self._sock = ctx, sock
-        self._wake_r, self._wake_w = _socket.socketpair()
-        self._wake_r.setblocking(False)
-        self._wake_w.setblocking(False)
         self._pool = ThreadPoolExecutor(max_workers=self._workers,
                                         thread_name_prefix="caxton-control")
         self._thread = threading.Thread(target=self._run, name="caxton-control-port",
@@ -364,41 +373,42 @@ class ControlServer:
     # ---------------------------------------------------------------- socket thread
 
     def _wake(self) -> None:
-        if not self._wake_pending and self._wake_w is not None:
-            self._wake_pending = True
-            try:
-                self._wake_w.send(b"\0")
-            except (BlockingIOError, OSError):
-                pass
+        if self._wake_pending:
+            return
+        self._wake_pending = True
+        with self._wake_lock:  # the lock is the memory barrier that lets threads share it
+            if self._wake_sock is not None:
+                try:
+                    self._wake_sock.send(b"", zmq.NOBLOCK)
+                except zmq.ZMQError:
+                    pass  # at its HWM: a wake-up is already queued
 
     def _run(self) -> None:
-        sock, wake_r = self._sock, self._wake_r
-        assert sock is not None and wake_r is not None
-        poller = zmq.Poller()
-        poller.register(sock, zmq.POLLIN)
-        poller.register(wake_r, zmq.POLLIN)
-        reading = True
+        sock = self._sock
+        assert sock is not None
+        recv_multipart = sock.recv_multipart
+        wake_id = self._wake_id
+        done = self._done
+        rcvtimeo = -1
         try:
             while True:
-                if self._stopping:
-                    if reading:
-                        poller.unregister(sock)
-                        reading = False
-                    if (self._in_flight == 0 and not self._backlog and not self._done) or \
-                            time.monotonic() > self._drain_deadline:
-                        break
-                timeout = 1 if self._backlog else (50 if self._stopping else None)
-                events = poller.poll(timeout)
-                for what, _ in events:
-                    if what is sock:
-                        self._read_all(sock)
+                if self._stopping and (
+                        (self._in_flight == 0 and not self._backlog and not done)
+                        or time.monotonic() > self._drain_deadline):
+                    break
+                want = 1 if self._backlog else (50 if self._stopping else -1)
+                if want != rcvtimeo:
+                    sock.setsockopt(zmq.RCVTIMEO, want)
+                    rcvtimeo = want
+                try:
+                    frames = recv_multipart()
+                except zmq.Again:
+                    frames = None
+                if frames is not None:
+                    if frames[0] == wake_id:
+                        self._wake_pending = False
                     else:
-                        try:
-                            wake_r.recv(4096)
-                        except (BlockingIOError, OSError):
-                            pass
-                self._wake_pending = False
-                done = self._done
+                        self._handle(sock, frames, time.perf_counter_ns())
                 while done:
                     pending, frame = done.popleft()
                     self._in_flight -= 1
@@ -413,26 +423,18 @@ class ControlServer:
     def _close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
+        with self._wake_lock:
+            if self._wake_sock is not None:
+                self._wake_sock.close(0)
+                self._wake_sock = None
         if self._sock is not None:
             self._sock.close(0)
         if self._auth is not None:
             self._auth.stop()
         if self._ctx is not None:
             self._ctx.term()
-        for s in (self._wake_r, self._wake_w):
-            if s is not None:
-                s.close()
         self._stopped.set()
         log.info("control_port_stopped", endpoint=self._endpoint)
-
-    def _read_all(self, sock: zmq.Socket[bytes]) -> None:
-        for _ in range(256):
-            try:
-                frames = sock.recv_multipart(zmq.NOBLOCK, copy=True)
-            except zmq.Again:
-                return
-            t0 = time.perf_counter_ns()
-            self._handle(sock, frames, t0)
 
     def _handle(self, sock: zmq.Socket[bytes], frames: list[bytes], t0: int) -> None:
         # Routing envelope: everything up to the last empty delimiter that precedes a payload

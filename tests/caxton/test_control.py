@@ -503,11 +503,13 @@ def test_curve_admits_only_allow_listed_keys(tmp_path: Path) -> None:
     srv = ControlServer("tcp://127.0.0.1:0",
                         curve=CurveServerConfig(server_keys.secret, allow))
     srv.register("node.status", node_status, blocking=False)
+    srv.register("agents.list", lambda _a: {"agents": []})  # pool: replies via the wake path
     srv.start()
     try:
         ok = CurveClientConfig(server_keys.public, known.secret)
         with ControlClient(srv.endpoint, timeout=5, curve=ok) as c:
             assert c.call("node.status")["version"] == "test"
+            assert c.call("agents.list") == {"agents": []}
         bad = CurveClientConfig(server_keys.public, stranger.secret)
         with ControlClient(srv.endpoint, timeout=0.7, curve=bad) as c, \
                 pytest.raises(NodeUnreachable):
