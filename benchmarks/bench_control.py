@@ -24,6 +24,7 @@ import statistics
 import subprocess
 import sys
 import time
+from typing import Any
 
 import msgpack
 import zmq
@@ -57,8 +58,11 @@ def serve_control(endpoint: str) -> None:
 
     server = ControlServer(endpoint)
     server.register("node.status", lambda _a: STATUS, blocking=False)
-    server.register("node.shutdown", lambda _a: server.stop(0.5) or {"stopping": True},
-                    blocking=False)
+    def shutdown(_args: Any) -> dict[str, bool]:
+        server.stop(0.5)
+        return {"stopping": True}
+
+    server.register("node.shutdown", shutdown, blocking=False)
     server.start()
     print("ready", flush=True)
     server.wait_stopped()
@@ -83,7 +87,7 @@ def _spawn(kind: str, endpoint: str) -> subprocess.Popen[str]:
 
 
 def _req_round(endpoint: str, n: int, warmup: int = 200) -> list[float]:
-    ctx = zmq.Context.instance()
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
     sock = ctx.socket(zmq.REQ)
     sock.setsockopt(zmq.LINGER, 0)
     sock.connect(endpoint)
@@ -173,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _stop(raw_ep: str, ctl_ep: str) -> None:
-    ctx = zmq.Context.instance()
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
     for ep, frame in ((raw_ep, {"op": "stop"}),
                       (ctl_ep, {"v": 1, "id": 0, "op": "node.shutdown", "args": {}})):
         sock = ctx.socket(zmq.REQ)
