@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import threading
 import time
 from collections.abc import Sequence
@@ -292,7 +293,7 @@ class Sandbox:
             live = self._ensure_live()
             ptr = self._reserve(live, len(message))
             if message:
-                live.memory.write(live.store, message, ptr)
+                _write(live, ptr, message)
             packed = self._call(live, live.handle, "handle", len(message))
             return self._read_region(live, packed, "handle")
 
@@ -338,7 +339,7 @@ class Sandbox:
                 )
             ptr = self._reserve(live, len(state))
             if state:
-                live.memory.write(live.store, state, ptr)
+                _write(live, ptr, state)
             status = self._call(live, func, "restore", len(state))
             if status != 0:
                 raise AbiError(
@@ -477,7 +478,8 @@ class Sandbox:
             )
         if length == 0:
             return b""
-        return bytes(live.memory.read(live.store, ptr, ptr + length))
+        # One copy straight out of linear memory (Memory.read copies twice via a bytearray).
+        return ctypes.string_at(_base_address(live) + ptr, length)
 
     def _call(self, live: _Live, func: wasmtime.Func, export: str, *args: int) -> Any:
         store = live.store
@@ -604,6 +606,16 @@ class _Exclusive:
 
     def __exit__(self, *exc: object) -> None:
         self._sandbox._busy.release()
+
+
+def _base_address(live: _Live) -> int:
+    # Re-read on every use: memory may move when it grows.
+    return ctypes.addressof(live.memory.data_ptr(live.store).contents)
+
+
+def _write(live: _Live, ptr: int, data: bytes) -> None:
+    # The region was bounds-checked when the inbox was reserved; memory never shrinks.
+    ctypes.memmove(_base_address(live) + ptr, data, len(data))
 
 
 def _fuel_left(store: wasmtime.Store) -> int:
