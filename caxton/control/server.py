@@ -56,6 +56,8 @@ F = TypeVar("F", bound=Handler)
 
 _ENVELOPE_KEYS = frozenset({"v", "id", "op", "args"})
 _INVALID_OP = "<invalid>"
+_EMPTY: dict[str, Any] = {}
+_SNDMORE_NOBLOCK = zmq.SNDMORE | zmq.NOBLOCK
 
 
 def _encode_default(value: Any) -> Any:
@@ -208,6 +210,7 @@ class ControlServer:
         self._wake_lock = threading.Lock()
         self._wake_id = b"caxton-wake-" + os.urandom(16).hex().encode()
         self._endpoint = endpoint
+        self._packer = msgpack.Packer(use_bin_type=True, default=_encode_default)
         self.latency = LatencyRecorder()
         """Receipt-to-reply latency per op (see :meth:`LatencyRecorder.snapshot`)."""
         self.undeliverable = 0
@@ -408,7 +411,10 @@ class ControlServer:
                     if frames[0] == wake_id:
                         self._wake_pending = False
                     else:
-                        self._handle(sock, frames, time.perf_counter_ns())
+                        try:
+                            self._handle(sock, frames, time.perf_counter_ns())
+                        except Exception as exc:  # a bug must cost one reply, not the port
+                            self._handle_bug(sock, frames, exc)
                 while done:
                     pending, frame = done.popleft()
                     self._in_flight -= 1
@@ -480,7 +486,7 @@ class ControlServer:
         route = self._routes[op]
         pending.op = op
         try:
-            args = route.args_model.model_validate(msg.get("args") or {})
+            args = route.args_model.model_validate(msg.get("args") or _EMPTY)
         except ValidationError as exc:
             self._reply_now(sock, pending, invalid_argument_from(op, exc).to_dict())
             return
@@ -515,16 +521,43 @@ class ControlServer:
             self._await(pending, value)
             return
         self._in_flight -= 1
-        self._send(sock, pending, self._pack_ok(pending, value))
+        try:
+            frame = self._packer.pack({"v": PROTOCOL_VERSION, "id": req_id, "ok": True,
+                                       "result": value})
+        except Exception:
+            self._packer.reset()
+            frame = self._pack_ok(pending, value)  # builds the INTERNAL reply
+        self._send(sock, pending, frame)
+
+    def _handle_bug(self, sock: zmq.Socket[bytes], frames: list[bytes],
+                    exc: Exception) -> None:
+        log.error("control_request_crashed", error=repr(exc), exc_info=exc)
+        pending = _Pending(frames[:1], None, _INVALID_OP, time.perf_counter_ns())
+        try:
+            msg = msgpack.unpackb(frames[-1], raw=False)
+            if isinstance(msg, dict) and type(msg.get("id")) in (int, str):
+                pending.req_id = msg["id"]
+        except Exception:
+            pass
+        try:
+            self._send(sock, pending, pack(error_reply(
+                pending.req_id, ErrorCode.INTERNAL,
+                f"internal error reading the request ({type(exc).__name__}); see the node's "
+                "log")))
+        except Exception:
+            log.exception("control_bug_reply_failed")
 
     def _envelope_problem(self, msg: dict[Any, Any]) -> str | None:
+        op = msg.get("op")
+        if msg.get("v") == PROTOCOL_VERSION and type(op) is str and op in self._routes and \
+                msg.keys() <= _ENVELOPE_KEYS and type(msg.get("args", _EMPTY)) is dict:
+            return None  # the common, well-formed case
         if msg.get("v") != PROTOCOL_VERSION:
             return (f"unsupported protocol version v={msg.get('v')!r}; this node speaks "
                     f"v={PROTOCOL_VERSION}")
         extra = [k for k in msg if k not in _ENVELOPE_KEYS]
         if extra:
             return f"unknown envelope key(s) {sorted(map(str, extra))}; allowed: v, id, op, args"
-        op = msg.get("op")
         if not isinstance(op, str):
             return "request field 'op' is missing or not a string"
         if op not in OPS:
@@ -616,7 +649,11 @@ class ControlServer:
 
     def _send_parts(self, sock: zmq.Socket[bytes], parts: list[bytes]) -> bool:
         try:
-            sock.send_multipart(parts, zmq.NOBLOCK)
+            if len(parts) == 2:  # a DEALER peer: identity + reply (skips send_multipart)
+                sock.send(parts[0], _SNDMORE_NOBLOCK)
+                sock.send(parts[1], zmq.NOBLOCK)
+            else:
+                sock.send_multipart(parts, zmq.NOBLOCK)
             return True
         except zmq.Again:
             self._backlog.append(parts)
@@ -643,8 +680,11 @@ class ControlServer:
                 self.undeliverable += 1
 
 
+_PLAIN = frozenset({dict, list, str, bytes, int, float, bool, type(None), tuple})
+
+
 def _is_future_like(value: Any) -> bool:
-    if value is None or isinstance(value, dict | list | str | bytes | int | float | BaseModel):
+    if type(value) in _PLAIN or isinstance(value, BaseModel):
         return False
     if callable(getattr(value, "add_done_callback", None)):
         return True

@@ -327,7 +327,10 @@ def test_cli_imports_no_runtime_module() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, timeout=30)
-    assert out.stdout.strip() == "", f"the CLI loaded runtime modules: {out.stdout.strip()}"
+    assert out.stdout.strip() == "", (
+        f"the CLI loaded runtime modules: {out.stdout.strip()}. `import caxton.cli` runs "
+        "caxton/__init__.py first: it must load the runtime lazily (PEP 562 __getattr__), "
+        "not import caxton.manager & co. at import time")
 
 
 def test_console_script_exit_code_in_a_subprocess() -> None:
