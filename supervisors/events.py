@@ -18,7 +18,7 @@ event                       keys
 ``child_abandoned``         ``timeout``, ``reason``
 ``child_deleted``           --
 ``breaker_state_changed``   ``state``, ``previous``
-``listener_failed``         ``event``, ``listener`` (structlog only)
+``listener_failed``         ``failed_event``, ``listener`` (structlog only)
 ==========================  =====================================================
 
 ``reason`` is always a string (``"normal"``, or ``"ValueError: boom"``).
@@ -149,7 +149,7 @@ class EventEmitter:
                 _log.exception(
                     LISTENER_FAILED,
                     supervisor=self.supervisor,
-                    event=event,
+                    failed_event=event,
                     listener=repr(listener),
                 )
         getattr(_log, level)(event, **data)
