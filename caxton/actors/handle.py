@@ -58,7 +58,7 @@ class SupervisedVersionHandle(ActorVersionHandle):
             self.breaker = str(data.get("state", self.breaker))
             if self.breaker == "open":
                 self.state = "circuit_open"
-        elif event in ("child_terminated", "child_deleted"):
+        elif event in ("child_terminated", "child_deleted", "child_abandoned"):
             self.ref = None
             self.state = "terminated"
 
