@@ -1,0 +1,182 @@
+"""Watch mode of the node (``python -m caxton --watch``): reload agents whose files change.
+
+A thread polls the agents dir's top-level agent files (mtime and size), waits until a changed
+file has been quiet for the debounce time, validates it, and applies it: a reload of the agent
+the file defines (its configured strategy: immediate), or a deploy for a new file. An invalid
+edit is logged (and so published on the event stream) and the running version keeps serving.
+Deleting a file does not remove its agent (removal is explicit: ``caxton agents remove``).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import structlog
+
+from caxton import errors
+
+if TYPE_CHECKING:
+    from caxton.node import Node
+
+_log = structlog.get_logger("caxton.watch")
+
+Signature = tuple[int, int]
+
+
+def scan(directory: Path, suffixes: tuple[str, ...]) -> dict[Path, Signature]:
+    """Return ``{file: (mtime_ns, size)}`` of the directory's top-level agent files.
+
+    Args:
+        directory: The agents dir.
+        suffixes: Lower-case suffixes to include (``.md``, ``.wasm``, ``.wat``).
+
+    Returns:
+        The signatures (files that vanish while scanning are left out).
+    """
+    out: dict[Path, Signature] = {}
+    try:
+        entries = list(directory.iterdir())
+    except OSError:
+        return out
+    for path in entries:
+        if path.suffix.lower() not in suffixes:
+            continue
+        try:
+            st = path.stat()
+        except OSError:
+            continue
+        if path.is_file():
+            out[path] = (st.st_mtime_ns, st.st_size)
+    return out
+
+
+class AgentsDirWatcher:
+    """Polls a directory and applies changed agent files to a node.
+
+    Args:
+        node: The node (its manager deploys and reloads).
+        directory: The agents dir.
+        debounce: Seconds a file must stay unchanged before it is applied.
+        interval: Polling interval in seconds.
+    """
+
+    def __init__(self, node: Node, directory: Path, *, debounce: float = 0.3,
+                 interval: float = 0.2) -> None:
+        from caxton.node import AGENT_SUFFIXES
+
+        self.node = node
+        self.directory = directory
+        self.debounce = max(0.0, debounce)
+        self.interval = max(0.01, interval)
+        self._suffixes = AGENT_SUFFIXES
+        self._known = scan(directory, self._suffixes)
+        self._changed: dict[Path, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="caxton-watch", daemon=True)
+        self.applied = 0
+        """Changes applied successfully."""
+        self.refused = 0
+        """Changes refused (invalid edits; the running version kept serving)."""
+
+    def start(self) -> None:
+        """Start polling."""
+        self._thread.start()
+        _log.info("watch.started", directory=str(self.directory), debounce=self.debounce)
+
+    def stop(self) -> None:
+        """Stop polling (waits for a change being applied)."""
+        self._stop.set()
+        if self._thread.is_alive() and threading.current_thread() is not self._thread:
+            self._thread.join(10)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.poll(time.monotonic())
+            except Exception as exc:  # the watcher must survive anything a file does
+                _log.error("watch.poll_failed", reason=repr(exc))
+
+    def poll(self, now: float) -> None:
+        """One polling round: note changes, apply those quiet for the debounce time.
+
+        Args:
+            now: The monotonic time.
+        """
+        current = scan(self.directory, self._suffixes)
+        for path, sig in current.items():
+            if self._known.get(path) != sig:
+                self._known[path] = sig
+                self._changed[path] = now
+        for path in [p for p in self._known if p not in current]:
+            del self._known[path]
+            self._changed.pop(path, None)
+            _log.info("watch.file_deleted", file=str(path),
+                      note="its agent keeps running; remove it with `caxton agents remove`")
+        for path, since in list(self._changed.items()):
+            if now - since < self.debounce or self._stop.is_set():
+                continue
+            del self._changed[path]
+            self.apply(path)
+
+    def apply(self, path: Path) -> bool:
+        """Validate and apply one changed file.
+
+        Args:
+            path: The file.
+
+        Returns:
+            Whether the change was applied.
+        """
+        node = self.node
+        manager = node.manager
+        name: str | None = None
+        try:
+            if path.suffix.lower() == ".md":
+                text = path.read_text(encoding="utf-8")
+                parsed = manager.validate(text, source=str(path))
+                if not parsed.ok:
+                    raise parsed.report.to_error()
+                name = parsed.unwrap().name
+                if name in manager.agent_names():
+                    result = manager.reload(name, text, strategy="immediate")
+                    verdict = "reloaded"
+                else:
+                    result = manager.deploy_config_agent(path)
+                    verdict = "deployed"
+            else:
+                name = node.wasm_name_for(path)
+                module = path.read_bytes()
+                if name in manager.agent_names():
+                    result = manager.reload_wasm(name, module, strategy="immediate")
+                    verdict = "reloaded"
+                else:
+                    from caxton.deployment import DeploymentConfig
+
+                    result = manager.deploy_wasm_agent(None, name, "v1", 1, DeploymentConfig(),
+                                                       module)
+                    verdict = "deployed"
+        except errors.CaxtonError as exc:
+            self.refused += 1
+            _log.error("watch.change_refused", agent=name, file=str(path), code=str(exc.code),
+                       reason=exc.message,
+                       note="the running version keeps serving" if name else None)
+            if name and node.publisher is not None:
+                node.publisher.publish_agent(name, "rollout", kind="watch.refused",
+                                             file=str(path), code=str(exc.code),
+                                             reason=exc.message)
+            return False
+        except (OSError, UnicodeDecodeError) as exc:
+            self.refused += 1
+            _log.error("watch.change_unreadable", file=str(path), reason=str(exc))
+            return False
+        self.applied += 1
+        node._versions[result.agent] = result.version or ""
+        _log.info(f"watch.{verdict}", agent=result.agent, version=result.version,
+                  file=str(path))
+        return True
+
+
+__all__ = ["AgentsDirWatcher", "scan"]
