@@ -117,7 +117,7 @@ def comparisons(result: ScenarioResult, baselines: dict[str, Any] | None) -> lis
         for q in ("p50", "p90", "p99"):
             rows.append({"figure": f"control latency {q} during storm (µs)",
                          "value": ctl["storm"][q], "baseline": ctl["quiet"][q],
-                         "baseline_name": "same, quiet node",
+                         "baseline_name": "same load, no crashes",
                          "ratio": ctl[f"{q}_ratio"], "target": "<= 2x quiet"})
     return rows
 

@@ -45,8 +45,10 @@ class LoadConfig:
     timeout: float = 10.0
     crash_fraction: float = 0.1
     crash_every: int = 2
-    strategies: tuple[str, ...] = ("immediate", "blue-green", "canary", "gradual",
-                                   "traffic-splitting")
+    # blue-green last: its rollout stays "running" for the blue's scale-down delay (300 s,
+    # not settable over the control port) and refuses another reload until then
+    strategies: tuple[str, ...] = ("immediate", "canary", "gradual", "traffic-splitting",
+                                   "blue-green")
     deploy_window: int = 32
     hops: int = 1
     baselines: bool = True
@@ -442,11 +444,14 @@ def reload(cfg: LoadConfig, endpoint: str, progress: Any = None) -> ScenarioResu
                     errs[code] = errs.get(code, 0) + n
                 if not busy:
                     break
-                # some agents were still finishing the previous rollout: retry only those
+                # the previous rollout still runs (blue-green keeps blue warm, stepped plans
+                # take their steps): promote it, then retry only those agents
                 todo = [n for n, c in zip(todo, out["codes"], strict=True)
                         if c == "ROLLOUT_IN_PROGRESS"]
                 retries[strategy] = retries.get(strategy, 0) + len(todo)
-                time.sleep(0.3)
+                windowed_calls(endpoint, [("agents.promote", {"name": n}) for n in todo],
+                               cfg.deploy_window, timeout=60.0)
+                time.sleep(0.2)
             per_strategy[strategy] = {"ok": ok, "errors": errs,
                                       "busy_retries": retries.get(strategy, 0),
                                       "seconds": round(time.monotonic() - t, 3)}
@@ -546,9 +551,10 @@ def _count_versions(versions: dict[str, str], names: list[str]) -> dict[str, int
 def crash_storm(cfg: LoadConfig, endpoint: str, progress: Any = None) -> ScenarioResult:
     """A fraction of the agents (flaky.wat) crash on some messages; the rest must not notice.
 
-    Measures the node's control latency (``node.status`` round trips from a probe) in a
-    quiet phase and during the storm, each healthy agent's success rate, and the typed errors
-    the crashing agents answer with.
+    Runs the same load twice (no crashing content, then crashing content) and measures the
+    node's control latency (``node.status`` round trips from a probe) in both, each healthy
+    agent's success rate, and the typed errors the crashing agents answer with (the breaker
+    opening shows as ``CIRCUIT_OPEN``).
     """
     res = ScenarioResult("crash-storm")
     kind = agent_kind(cfg.kind)
@@ -560,33 +566,11 @@ def crash_storm(cfg: LoadConfig, endpoint: str, progress: Any = None) -> Scenari
     dep_f = deploy_many(endpoint, flaky_kind, flaky, cfg.deploy_window)
     res.figures["deploy"] = {"healthy": dep, "flaky": dep_f}
     res.checks["all agents deployed"] = dep["ok"] + dep_f["ok"] == len(healthy) + len(flaky)
-    probe_period = 0.02
-    quiet: list[float] = []
-    stop = threading.Event()
-    quiet_s = min(5.0, max(2.0, cfg.duration / 4 if cfg.duration > 0 else 3.0))
-    th = threading.Thread(target=control_probe, args=(endpoint, stop, quiet, probe_period))
-    th.start()
-    time.sleep(quiet_s)
-    stop.set()
-    th.join(10)
-    storm: list[float] = []
-    stop2 = threading.Event()
-
-    def actions(act: Actions) -> None:
-        act.mark("storm")
-        control_probe(endpoint, stop2, storm, probe_period)
-
-    specs = specs_for(cfg, endpoint, healthy + flaky, exact_echo=kind.exact_echo,
-                      crash_agents=flaky)
-    act = Actions(time.time())
-    act.start(actions)
-    try:
-        totals = run_clients(specs, on_progress=progress)
-    finally:
-        stop2.set()
-        act.join(30)
+    quiet, storm, calm, totals, timeline = storm_phases(cfg, endpoint, healthy, flaky,
+                                                         kind.exact_echo, progress)
+    res.figures["load_without_crashes"] = calm.summary()
     res.load = totals
-    res.timeline = act.timeline
+    res.timeline = timeline
     res.figures["load"] = totals.summary()
     healthy_rates = {a: (c[1] / c[0] if c[0] else 1.0) for a, c in totals.per_agent.items()
                      if a in healthy}
@@ -600,11 +584,52 @@ def crash_storm(cfg: LoadConfig, endpoint: str, progress: Any = None) -> Scenari
         "p99_ratio": _ratio(_pct(storm, 99), _pct(quiet, 99)),
     }
     res.checks.update(accounting_checks(totals))
+    res.checks["breaker opened (CIRCUIT_OPEN seen)"] = "CIRCUIT_OPEN" in totals.errors
     res.checks["healthy agents 100 % success"] = all(r == 1.0 for r in healthy_rates.values())
     res.checks["crashes answered with typed errors"] = bool(totals.errors) and set(
         totals.errors) <= {"TRAP", "CIRCUIT_OPEN", "AGENT_FAILED", "AGENT_UNAVAILABLE",
                            "TIMEOUT"}
     return res
+
+
+def storm_phases(cfg: LoadConfig, endpoint: str, healthy: list[str], flaky: list[str],
+                 exact_echo: bool, progress: Any = None, probe_period: float = 0.02,
+                 rate: float = 0.0
+                 ) -> tuple[list[float], list[float], Totals, Totals, list[tuple[float, str]]]:
+    """The same load twice, first without and then with crashing content, while a probe
+    times ``node.status`` round trips (the node's control latency).
+
+    The "quiet" reference is the node under the same load with no crashes, so the ratio
+    isolates what the crashes cost (not what the load costs).
+
+    Returns:
+        ``(quiet probe µs, storm probe µs, calm totals, storm totals, storm timeline)``.
+    """
+    out: list[list[float]] = []
+    results: list[Totals] = []
+    timeline: list[tuple[float, str]] = []
+    for crashing in (False, True):
+        samples: list[float] = []
+        stop = threading.Event()
+
+        def probe(act: Actions, samples: list[float] = samples,
+                  stop: threading.Event = stop, crashing: bool = crashing) -> None:
+            act.mark("storm" if crashing else "calm")
+            control_probe(endpoint, stop, samples, probe_period)
+
+        specs = specs_for(cfg, endpoint, healthy + flaky, exact_echo=exact_echo,
+                          crash_agents=flaky if crashing else [], rate=rate)
+        act = Actions(time.time())
+        act.start(probe)
+        try:
+            totals = run_clients(specs, on_progress=progress)
+        finally:
+            stop.set()
+            act.join(30)
+        out.append(samples)
+        results.append(totals)
+        timeline = act.timeline
+    return out[0], out[1], results[0], results[1], timeline
 
 
 def _pct(values: list[float], q: float) -> float:
