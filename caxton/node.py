@@ -64,6 +64,8 @@ _log = structlog.get_logger("caxton.node")
 AGENT_SUFFIXES = (".md", ".wasm", ".wat")
 """Files of the agents dir the node loads (top level only)."""
 
+_SEEN_FACT = "node.agents_dir_loaded"
+
 _STATE_OF_OUTCOME = {
     "running": p.OperationState.RUNNING,
     "succeeded": p.OperationState.SUCCEEDED,
@@ -290,7 +292,10 @@ class Node:
     def load_agents_dir(self) -> list[str]:
         """Deploy the agents dir's top-level agent files that are not deployed yet.
 
-        A file that fails to load is logged and skipped (configuration isolation).
+        The dir seeds the node: a file loaded once is remembered in the store, so an agent
+        removed with ``caxton agents remove`` is not brought back by the next start (deploy
+        the file again to have it back). A file that fails to load is logged and skipped
+        (configuration isolation) and tried again at the next start.
 
         Returns:
             The names deployed.
@@ -302,7 +307,11 @@ class Node:
                         if f.is_file() and f.suffix.lower() in AGENT_SUFFIXES),
                        key=lambda f: (f.suffix.lower() != ".md", f.name))
         deployed: list[str] = []
+        seen = set(self.store.get_fact(_SEEN_FACT, []) or [])
         for path in files:
+            key = str(path.resolve())
+            if key in seen:
+                continue
             try:
                 name = self.deploy_file(path, skip_known=True)
             except errors.CaxtonError as exc:
@@ -312,6 +321,8 @@ class Node:
             except Exception as exc:
                 _log.error("node.agent_file_skipped", file=str(path), reason=repr(exc))
                 continue
+            seen.add(key)
+            self.store.set_fact(_SEEN_FACT, sorted(seen))
             if name is not None:
                 deployed.append(name)
         return deployed

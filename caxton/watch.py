@@ -74,6 +74,7 @@ class AgentsDirWatcher:
         self._suffixes = AGENT_SUFFIXES
         self._known = scan(directory, self._suffixes)
         self._changed: dict[Path, float] = {}
+        self._names: dict[Path, str] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="caxton-watch", daemon=True)
         self.applied = 0
@@ -137,6 +138,7 @@ class AgentsDirWatcher:
             if path.suffix.lower() == ".md":
                 text = path.read_text(encoding="utf-8")
                 parsed = manager.validate(text, source=str(path))
+                name = parsed.report.agent_name or self._names.get(path)
                 if not parsed.ok:
                     raise parsed.report.to_error()
                 name = parsed.unwrap().name
@@ -173,6 +175,7 @@ class AgentsDirWatcher:
             _log.error("watch.change_unreadable", file=str(path), reason=str(exc))
             return False
         self.applied += 1
+        self._names[path] = result.agent
         node._versions[result.agent] = result.version or ""
         _log.info(f"watch.{verdict}", agent=result.agent, version=result.version,
                   file=str(path))
