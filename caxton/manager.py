@@ -131,6 +131,7 @@ class _Agent:
         self.accepting = True
         self.waiting: deque[_Waiting] = deque()
         self.operation_id: str | None = None
+        self.watcher: threading.Thread | None = None  # applies a rollout's outcome
         self.last_error: str | None = None
         # config agents
         self.source: str | None = None
@@ -659,15 +660,44 @@ class AgentLifecycleManager:
         cfg = RolloutConfig(**{**_fields(base), "split": tuple(split)})
         return self.reload(name, config_b, strategy="ab-test", rollout=cfg, wait=False)
 
-    def promote(self, name: str) -> RolloutStatus:
-        """Promote the running rollout or A/B test of ``name`` (the new version takes over)."""
-        self.rollouts.command(self._agent(name).name, Command.PROMOTE)
-        return self.rollouts.status(self._agent(name).name)
+    def promote(self, name: str, *, timeout: float = 10.0) -> RolloutStatus:
+        """Promote the running rollout or A/B test of ``name`` (the new version takes over).
 
-    def abort(self, name: str) -> RolloutStatus:
-        """Abort the running rollout or A/B test of ``name`` (the old version stays)."""
-        self.rollouts.command(self._agent(name).name, Command.ABORT)
-        return self.rollouts.status(self._agent(name).name)
+        Returns once the rollout has ended and the agent's current version is updated (or
+        after ``timeout``), so the status returned shows the outcome.
+        """
+        return self._end_rollout(self._agent(name), Command.PROMOTE, timeout)
+
+    def abort(self, name: str, *, timeout: float = 10.0) -> RolloutStatus:
+        """Abort the running rollout or A/B test of ``name`` (the old version stays).
+
+        Returns once the old version takes all traffic again (or after ``timeout``).
+        """
+        return self._end_rollout(self._agent(name), Command.ABORT, timeout)
+
+    def _end_rollout(self, agent: _Agent, command: Command, timeout: float) -> RolloutStatus:
+        self.rollouts.command(agent.name, command)
+        watcher = agent.watcher
+        if watcher is not None and watcher is not threading.current_thread():
+            watcher.join(timeout)
+        return self.rollouts.status(agent.name)
+
+    def end_conversation(self, name: str, conversation_id: str) -> bool:
+        """End a conversation: its version pin is dropped (a version draining for a gradual
+        reload retires once its last conversation ends) and a config agent's slot and history
+        for it are released.
+
+        Args:
+            name: The agent.
+            conversation_id: The conversation.
+
+        Returns:
+            Whether the conversation was known (pinned or open).
+        """
+        agent = self._agent(name)
+        pinned = agent.router.end_conversation(conversation_id)
+        opened = agent.tracker.end(conversation_id) if agent.tracker is not None else False
+        return pinned or opened
 
     def reload_status(self, name: str) -> RolloutStatus:
         """The running (or last) rollout of ``name``: strategy, step, weights, analyses.
@@ -706,6 +736,7 @@ class AgentLifecycleManager:
                         "outcome": str(status.outcome), "reason": status.reason})
 
         watcher = threading.Thread(target=finish, name=f"rollout-{agent.name}", daemon=True)
+        agent.watcher = watcher
         watcher.start()
         if wait is None:
             wait = strategy == "immediate"
@@ -917,9 +948,12 @@ class AgentLifecycleManager:
         agent.current_label = label
 
     def _drain_all(self, agent: _Agent, timeout: float) -> None:
+        # Stopping a whole agent waits for the messages already delivered, not for its open
+        # conversations: no new message can reach it, so a pin would only hold the stop for
+        # the whole timeout (``remove`` of an agent with a conversation took 30 s).
         deadline = time.monotonic() + timeout
         for label in list(agent.router.versions()):
-            _quiet(agent.router.drain, label, max(0.0, deadline - time.monotonic()))
+            _quiet(agent.router.retire, label)
         while time.monotonic() < deadline:
             agent.router.poll()
             if not agent.router.versions():
@@ -1364,8 +1398,8 @@ class AgentLifecycleManager:
         agents = list(self._agents.values())
         for agent in agents:
             self._fail_waiting(agent, errors.ShuttingDown("the node is shutting down"))
-            for label in list(agent.router.versions()):
-                _quiet(agent.router.drain, label, max(0.0, deadline - time.monotonic()))
+            for label in list(agent.router.versions()):  # in-flight finish; pins do not wait
+                _quiet(agent.router.retire, label)
         while time.monotonic() < deadline and any(a.router.versions() for a in agents):
             for agent in agents:
                 _quiet(agent.router.poll)
