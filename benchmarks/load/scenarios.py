@@ -55,6 +55,7 @@ class LoadConfig:
     half_peak: bool = True
     quiet: bool = False
     node_pid: int | None = None
+    prefix: str = ""
     hard_cap_s: float = 1800.0
 
 
@@ -375,7 +376,7 @@ def steady(cfg: LoadConfig, endpoint: str, progress: Any = None) -> ScenarioResu
     """N agents, C clients at full window; then a paced phase at 50 % of the peak rate."""
     res = ScenarioResult("steady")
     kind = agent_kind(cfg.kind)
-    names = _names("load", cfg.agents)
+    names = _names(cfg.prefix + "load", cfg.agents)
     dep = deploy_many(endpoint, kind, names, cfg.deploy_window)
     res.figures["deploy"] = dep
     res.checks["all agents deployed"] = dep["ok"] == len(names)
@@ -389,7 +390,7 @@ def steady(cfg: LoadConfig, endpoint: str, progress: Any = None) -> ScenarioResu
         res.figures["node_latency_full_rate"] = node_latency(call(endpoint, "node.status"))
     if cfg.half_peak and totals.rate > 0:
         half = totals.rate / 2
-        dur = max(2.0, (cfg.duration if cfg.duration > 0 else 10.0) / 2)
+        dur = max(1.0, (cfg.duration if cfg.duration > 0 else 10.0) / 2)
         specs = specs_for(cfg, endpoint, names, exact_echo=kind.exact_echo, rate=half,
                           duration=dur, messages=int(half * dur))
         paced, _ = load_phase(cfg, specs, progress)
@@ -413,7 +414,7 @@ def reload(cfg: LoadConfig, endpoint: str, progress: Any = None) -> ScenarioResu
     """Hot-reload every agent with each strategy in turn while the load runs."""
     res = ScenarioResult("reload")
     kind = agent_kind(cfg.kind)
-    names = _names("reload", cfg.agents)
+    names = _names(cfg.prefix + "reload", cfg.agents)
     dep = deploy_many(endpoint, kind, names, cfg.deploy_window)
     res.figures["deploy"] = dep
     res.checks["all agents deployed"] = dep["ok"] == len(names)
@@ -485,7 +486,7 @@ def canary_rollback(cfg: LoadConfig, endpoint: str, progress: Any = None) -> Sce
     kind = agent_kind(cfg.kind)
     if not kind.is_wasm:
         raise SystemExit("canary-rollback needs a WASM kind (the bad version is a module)")
-    names = _names("canary", cfg.agents)
+    names = _names(cfg.prefix + "canary", cfg.agents)
     dep = deploy_many(endpoint, kind, names, cfg.deploy_window)
     res.figures["deploy"] = dep
     res.checks["all agents deployed"] = dep["ok"] == len(names)
@@ -559,8 +560,8 @@ def crash_storm(cfg: LoadConfig, endpoint: str, progress: Any = None) -> Scenari
     res = ScenarioResult("crash-storm")
     kind = agent_kind(cfg.kind)
     n_flaky = max(1, math.ceil(cfg.agents * cfg.crash_fraction))
-    healthy = _names("healthy", max(1, cfg.agents - n_flaky))
-    flaky = _names("flaky", n_flaky)
+    healthy = _names(cfg.prefix + "healthy", max(1, cfg.agents - n_flaky))
+    flaky = _names(cfg.prefix + "flaky", n_flaky)
     flaky_kind = AgentKind("flaky", ".wat", (TESTING_DIR / "flaky.wat").read_bytes(), True)
     dep = deploy_many(endpoint, kind, healthy, cfg.deploy_window)
     dep_f = deploy_many(endpoint, flaky_kind, flaky, cfg.deploy_window)
@@ -652,7 +653,7 @@ def scale(cfg: LoadConfig, endpoint: str, progress: Any = None) -> ScenarioResul
 
     res = ScenarioResult("scale")
     kind = agent_kind(cfg.kind)
-    names = _names("scale", cfg.agents)
+    names = _names(cfg.prefix + "scale", cfg.agents)
     proc = psutil.Process(cfg.node_pid) if cfg.node_pid else None
     rss0 = proc.memory_info().rss if proc else None
     dep = deploy_many(endpoint, kind, names, cfg.deploy_window,

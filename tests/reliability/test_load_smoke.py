@@ -1,0 +1,77 @@
+"""A seconds-long smoke run of each load scenario against a real node subprocess, plus the
+harness's command line end to end (tables, JSON report, plots, exit code).
+
+Sizes are tiny on purpose (2 clients, a few agents, ~1.5 s phases); the full runs are made on
+purpose with ``python -m benchmarks.load`` and reported, not run in the suite.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from benchmarks.load import scenarios as sc
+from benchmarks.load.node import REPO_ROOT, NodeProcess
+
+SMALL = {"agents": 3, "clients": 2, "window": 8, "duration": 1.5, "timeout": 5.0,
+         "baselines": False}
+
+
+@pytest.mark.parametrize("scenario", ["steady", "reload", "canary-rollback", "crash-storm",
+                                      "scale"])
+def test_scenario_smoke(shared_node: NodeProcess, scenario: str) -> None:
+    cfg = sc.LoadConfig(scenario=scenario, node_pid=shared_node.pid, **SMALL)  # type: ignore[arg-type]
+    if scenario == "reload":
+        cfg.duration = 3.0
+        cfg.strategies = ("immediate", "canary", "blue-green")
+    if scenario == "canary-rollback":
+        cfg.duration = 3.0
+    if scenario == "scale":
+        cfg.agents = 40
+        cfg.duration = 1.0
+    result = sc.RUNNERS[scenario](cfg, shared_node.control, None)
+    assert result.load is not None
+    summary = result.load.summary()
+    # the accounting: nothing lost, duplicated, stray or wrong, every request answered
+    assert summary["lost"] == 0, summary
+    assert summary["duplicated"] == 0, summary
+    assert summary["stray"] == 0, summary
+    assert summary["wrong"] == 0, summary
+    assert summary["sent"] > 0
+    assert result.ok, (result.checks, result.figures, result.notes)
+    assert shared_node.alive()
+
+
+def test_harness_command_line(tmp_path: Path) -> None:
+    """``python -m benchmarks.load`` starts its own node, runs baselines, writes the report."""
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.load", "--scenario", "steady", "--agents", "2",
+         "--clients", "2", "--window", "4", "--duration", "1", "--quiet", "--out", str(out)],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "figures beside their same-run baselines" in proc.stdout
+    report = json.loads((out / "steady.json").read_text())
+    assert report["ok"] is True
+    assert report["figures"]["load"]["lost"] == 0
+    assert report["baselines"]["raw_zmq"]["lost"] == 0
+    assert report["baselines"]["raw_zmq"]["rate_per_s"] > 0
+    assert report["baselines"]["raw_pykka"]["rate_per_s"] > 0
+    names = {row["figure"] for row in report["comparisons"]}
+    assert "throughput (msg/s)" in names
+    assert (out / "steady-latency-time.png").stat().st_size > 0
+    assert (out / "steady-latency-hist.png").stat().st_size > 0
+
+
+def test_bounded_by_message_count(shared_node: NodeProcess) -> None:
+    cfg = sc.LoadConfig(agents=2, clients=2, window=4, duration=0, messages=300,
+                        half_peak=False, baselines=False, prefix="count-")
+    result = sc.steady(cfg, shared_node.control)
+    assert result.load is not None
+    assert result.ok, result.checks
+    assert result.load.sent == 300
+    assert result.load.replied == 300
