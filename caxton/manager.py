@@ -784,6 +784,10 @@ class AgentLifecycleManager:
         agent = self._agent(name)
         with agent.lock:
             state = agent.lifecycle.state
+            if state == WasmAgentState.STOPPED:
+                # Stopped -> Running is not in the table (it started an instance, then
+                # raised IllegalTransition): go through Loaded as recover does.
+                agent.lifecycle.transition(WasmAgentState.LOADED, "resume")
             if state in (ConfigAgentState.INACTIVE, WasmAgentState.STOPPED):
                 self._restart_current(agent)
             target = (ConfigAgentState.ACTIVE if agent.kind is AgentType.CONFIG
