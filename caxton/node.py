@@ -132,22 +132,36 @@ class _Deadlines:
         self._seq = itertools.count()
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._thread = threading.Thread(target=self._run, name="caxton-deadlines", daemon=True)
         self._thread.start()
 
     def add(self, future: Future[Any], agent: str, timeout: float) -> None:
         """Fail ``future`` with ``TIMEOUT`` unless it completes within ``timeout`` seconds."""
         with self._lock:
+            was_empty = not self._heap
             heapq.heappush(self._heap, (time.monotonic() + timeout, next(self._seq), future,
                                         agent, timeout))
+        if was_empty:
+            self._wake.set()  # the sweeper sleeps while nothing is pending
 
     def _run(self) -> None:
-        while not self._stop.wait(0.05):
+        while not self._stop.is_set():
+            with self._lock:
+                idle = not self._heap
+            if idle:
+                self._wake.wait()
+                self._wake.clear()
+                continue
+            if self._stop.wait(0.05):
+                break
             now = time.monotonic()
             expired = []
             with self._lock:
                 while self._heap and self._heap[0][0] <= now:
                     expired.append(heapq.heappop(self._heap))
+                while self._heap and self._heap[0][2].done():
+                    heapq.heappop(self._heap)  # answered long ago: drop early
             for _, _, future, agent, timeout in expired:
                 if not future.done():
                     _settle(future, error=errors.Timeout(
@@ -157,6 +171,7 @@ class _Deadlines:
     def close(self) -> None:
         """Stop the sweeper, failing what is still pending with ``SHUTTING_DOWN``."""
         self._stop.set()
+        self._wake.set()
         self._thread.join(2)
         with self._lock:
             pending, self._heap = self._heap, []
@@ -184,7 +199,19 @@ def _iso_to_epoch(stamp: Any) -> float | None:
         return None
 
 
-def _rss_bytes() -> int:
+_RSS_CACHE: list[float] = [0.0, 0.0]  # [monotonic time read, value]
+
+
+def _rss_bytes(max_age: float = 1.0) -> int:
+    """The process's resident set size (cached for ``max_age`` seconds: /proc costs ~30 us)."""
+    now = time.monotonic()
+    if now - _RSS_CACHE[0] < max_age:
+        return int(_RSS_CACHE[1])
+    _RSS_CACHE[0], _RSS_CACHE[1] = now, float(_read_rss())
+    return int(_RSS_CACHE[1])
+
+
+def _read_rss() -> int:
     try:
         with open("/proc/self/statm", encoding="ascii") as fh:
             return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
@@ -217,6 +244,8 @@ class Node:
         self.started_at = time.monotonic()
         self.state = "starting"
         config.data_dir.mkdir(parents=True, exist_ok=True)
+        self._data_dir = str(config.data_dir.resolve())
+        self._agents_dir = str(config.agents_dir.resolve())
         self.metrics = NodeMetrics()
         self.metrics_server: MetricsServer | None = None
         self.publisher: EventPublisher | None = None
@@ -943,8 +972,7 @@ class Node:
             "control_endpoint": self.server.endpoint if self.server else self.config.control,
             "events_endpoint": self.publisher.endpoint if self.publisher else None,
             "agents": len(names), "agents_by_state": by_state, "state": self.state,
-            "data_dir": str(self.config.data_dir.resolve()),
-            "agents_dir": str(self.config.agents_dir.resolve()),
+            "data_dir": self._data_dir, "agents_dir": self._agents_dir,
             "watch": self._watcher is not None, "rss_bytes": _rss_bytes(),
             "metrics_url": self.metrics_server.url if self.metrics_server else None,
             "curve": self.config.curve.enabled,

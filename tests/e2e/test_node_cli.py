@@ -131,6 +131,9 @@ def test_suspend_holds_messages_until_resume(shared_node: Any, h: Any) -> None:
     shared_node.call("agents.deploy", {"file_name": "held.md", "text": h.agent_md("held")})
     assert shared_node.cli("agents", "suspend", "held").returncode == 0
     assert h.states(shared_node)["held"][1] == "Suspended"
+    res = shared_node.cli("--json", "message", "send", "held", "late", "--message-timeout",
+                          "0.3")
+    assert res.returncode == 1 and json.loads(res.stdout)["error"]["code"] == "TIMEOUT"
     with ControlClient(shared_node.control, timeout=10) as client:
         ids = [client.send_nowait("message.send", {"agent": "held", "content": f"m{i}"})
                for i in range(5)]
