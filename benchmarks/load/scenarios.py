@@ -595,7 +595,7 @@ def crash_storm(cfg: LoadConfig, endpoint: str, progress: Any = None) -> Scenari
 
 def storm_phases(cfg: LoadConfig, endpoint: str, healthy: list[str], flaky: list[str],
                  exact_echo: bool, progress: Any = None, probe_period: float = 0.02,
-                 rate: float = 0.0
+                 rate: float = 0.0, durations: tuple[float, float] | None = None
                  ) -> tuple[list[float], list[float], Totals, Totals, list[tuple[float, str]]]:
     """The same load twice, first without and then with crashing content, while a probe
     times ``node.status`` round trips (the node's control latency).
@@ -619,7 +619,8 @@ def storm_phases(cfg: LoadConfig, endpoint: str, healthy: list[str], flaky: list
             control_probe(endpoint, stop, samples, probe_period)
 
         specs = specs_for(cfg, endpoint, healthy + flaky, exact_echo=exact_echo,
-                          crash_agents=flaky if crashing else [], rate=rate)
+                          crash_agents=flaky if crashing else [], rate=rate,
+                          duration=durations[int(crashing)] if durations else None)
         act = Actions(time.time())
         act.start(probe)
         try:
