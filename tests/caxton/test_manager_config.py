@@ -286,12 +286,15 @@ def test_messages_during_reload_all_get_one_answer(manager: AgentLifecycleManage
         time.sleep(0.05)
         manager.reload("Talker", agent_md("Talker", version=f"{n}.0.0",
                                           template=f"{'ABCDE'[n - 1]} {{{{ request }}}}"))
+    after = len(futures)  # everything routed from here on must reach version D
+    wait_for(lambda: len(futures) >= after + 10, what="messages after the last reload")
     stop.set()
     t.join()
     texts = [reply_text(f.get(timeout=10)) for f in futures]
     assert len(texts) == len(futures) > 20
     assert all(f.done() and f.error is None for f in futures)
-    assert texts[-1].startswith("D ")
+    assert all(x.startswith("D ") for x in texts[after + 1:]), texts[after + 1:]
+    assert {x[0] for x in texts} <= set("ABCD")
 
 
 # ---------------------------------------------------------------------- isolation
