@@ -155,23 +155,26 @@ def test_oversized_frames_and_half_open_connections(shared_node: NodeProcess) ->
             raw.append(s)
         for _ in range(20):
             socket.create_connection((host, int(port)), timeout=5).close()
-        # oversized: a frame over the 16 MiB limit drops that connection only
+        # oversized: frames over the node's limit (4 MiB by default, ZeroMQ MAXMSGSIZE) drop
+        # that connection only; ZeroMQ gives the server no frame to answer, so the sender
+        # sees a timeout, by design (see the protocol reference)
         ctx = zmq.Context()
-        big = ctx.socket(zmq.DEALER)
-        big.setsockopt(zmq.LINGER, 0)
-        big.connect(shared_node.control)
-        big.send(b"\x80" * (17 * 1024 * 1024))
-        time.sleep(0.5)
-        big.close(0)
+        for size in (5, 17, 64):
+            big = ctx.socket(zmq.DEALER)
+            big.setsockopt(zmq.LINGER, 0)
+            big.connect(shared_node.control)
+            big.send(b"\x80" * (size * 1024 * 1024))
+            assert not big.poll(300), "an oversized frame was answered"
+            big.close(0)
         ctx.term()
         # while all that is open the node still answers
         t = time.monotonic()
         assert call(shared_node.control, "node.status", timeout=10)["pid"] == shared_node.pid
         assert time.monotonic() - t < 5
-        # and a large frame under the limit (8 MiB) gets a typed reply
+        # and a large frame under the limit (3 MiB) gets a typed reply
         with pytest.raises(CaxtonError) as err:
             call(shared_node.control, "agents.deploy",
-                 {"file_name": "big.md", "text": "x" * (8 * 1024 * 1024)}, timeout=30)
+                 {"file_name": "big.md", "text": "x" * (3 * 1024 * 1024)}, timeout=30)
         assert str(err.value.code) in CODES
     finally:
         for s in raw:
