@@ -964,14 +964,13 @@ class Node:
         Returns:
             Version, endpoints, uptime, agent counts, pid, data dir, RSS.
         """
-        by_state: dict[str, int] = {}
         names = self.manager.agent_names()
         return {
             "version": __version__, "pid": os.getpid(),
             "uptime_s": round(time.monotonic() - self.started_at, 3),
             "control_endpoint": self.server.endpoint if self.server else self.config.control,
             "events_endpoint": self.publisher.endpoint if self.publisher else None,
-            "agents": len(names), "agents_by_state": by_state, "state": self.state,
+            "agents": len(names), "state": self.state,
             "data_dir": self._data_dir, "agents_dir": self._agents_dir,
             "watch": self._watcher is not None, "rss_bytes": _rss_bytes(),
             "metrics_url": self.metrics_server.url if self.metrics_server else None,
