@@ -32,7 +32,14 @@ from caxton.rollout.actions import (
 from caxton.rollout.plan import Plan
 from caxton.rollout.status import RolloutStatus
 from caxton.rollout.strategy import Command
-from caxton.routing import Comparator, Router, VersionHandle, ask, replies_agree
+from caxton.routing import (
+    Comparator,
+    Router,
+    ShadowStatus,
+    VersionHandle,
+    ask,
+    replies_agree,
+)
 
 _log = structlog.get_logger("caxton.rollout")
 
@@ -104,6 +111,7 @@ class RolloutExecutor:
         self._stop = threading.Event()
         self._started_at = time.time()
         self._finished_at: float | None = None
+        self._last_shadow: ShadowStatus | None = None
         self._thread = threading.Thread(target=self._run, daemon=True,
                                         name=f"rollout-{router.agent}-{plan.new}")
 
@@ -168,10 +176,12 @@ class RolloutExecutor:
         with self._lock:
             ps = self.plan.status()
         router_status = self.router.status()
+        # a finished parallel run keeps showing its final counts
+        shadow = router_status.shadow if router_status.shadow is not None else self._last_shadow
         return RolloutStatus(
             self.router.agent, ps.strategy, ps.old_version, ps.new_version, ps.step,
             ps.step_index, ps.steps, router_status.weights(), ps.analyses, ps.variants,
-            router_status.shadow, ps.outcome, ps.reason, self._started_at, self._finished_at,
+            shadow, ps.outcome, ps.reason, self._started_at, self._finished_at,
         )
 
     # -- the thread --------------------------------------------------------------------------
@@ -191,6 +201,8 @@ class RolloutExecutor:
                     command = self._commands.get(timeout=self._tick)
                 except queue.Empty:
                     status = self.router.status(since=self.plan.window_start)
+                    if status.shadow is not None and status.shadow.shadow == self.plan.new:
+                        self._last_shadow = status.shadow
                     self._call(lambda now, s=status: self.plan.tick(now, s))  # type: ignore[misc]
                 else:
                     try:
@@ -238,7 +250,9 @@ class RolloutExecutor:
             elif isinstance(action, StartShadow):
                 router.start_shadow(action.primary, action.shadow, self._compare)
             elif isinstance(action, StopShadow):
-                router.stop_shadow()
+                final = router.stop_shadow()
+                if final is not None and final.shadow == self.plan.new:
+                    self._last_shadow = final
             elif isinstance(action, HealthCheck):
                 try:
                     ok, detail = self._probe(router.handle(action.version))

@@ -67,6 +67,9 @@ class ReplyFuture(pykka.ThreadingFuture[Message]):
         self._callbacks: list[DoneCallback] = []
         self._value: Message | None = None
         self._error: CaxtonError | None = None
+        self.served_by: str | None = None
+        """The label of the version instance the router delivered the message to (``None``
+        when it was never delivered, e.g. refused before routing)."""
 
     # -- completion --------------------------------------------------------------------------
 

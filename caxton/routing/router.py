@@ -187,6 +187,7 @@ class Router:
                 else:
                     entry = self._table.begin(name)
                     metrics = self._metrics[name]
+                    reply.served_by = name
                     reply.add_done_callback(
                         lambda f: self._completed(entry, metrics, start, f))
                     try:
@@ -207,6 +208,7 @@ class Router:
         if run.shadow not in self._handles:
             return None
         sreply = ReplyFuture()
+        sreply.served_by = run.shadow
         entry = self._table.begin(run.shadow)
         metrics = self._metrics[run.shadow]
         sreply.add_done_callback(lambda f: self._completed(entry, metrics, start, f))

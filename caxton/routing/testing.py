@@ -12,7 +12,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import pykka
 
@@ -20,7 +20,6 @@ from caxton.errors import AgentFailed, CaxtonError
 from caxton.messages import Message, Performative
 from caxton.routing.futures import ReplyFuture
 from caxton.routing.handle import ActorVersionHandle
-from caxton.routing.router import Router
 
 
 class FakeClock:
@@ -108,6 +107,24 @@ def served_by(reply: ReplyFuture) -> str | None:
     return None
 
 
+class RouteTarget(Protocol):
+    """What a :class:`ConcurrentSender` sends through: a :class:`Router`, or an adapter over
+    the node's manager (route + end_conversation for one agent)."""
+
+    @property
+    def agent(self) -> str:
+        """The agent name messages are addressed to."""
+        ...
+
+    def route(self, message: Message) -> ReplyFuture:
+        """Route one message without waiting."""
+        ...
+
+    def end_conversation(self, conversation_id: str) -> bool:
+        """End a conversation's pin."""
+        ...
+
+
 @dataclass
 class SendLedger:
     """Every message a :class:`ConcurrentSender` sent and how each ended.
@@ -154,13 +171,21 @@ class ConcurrentSender:
         reply_timeout: Per-message wait bound when settling.
         one_shot_every: Every n-th message is a one-shot.
         end_conversations: Call ``router.end_conversation`` after a conversation's last reply.
+        prefix: Conversation ids are ``prefix`` + a counter.
+        content: Builds the content of the n-th message (default: ``n``).
+        version_of: Which version served a reply (default: :func:`served_by`, the echo
+            agents' ``version`` field, falling back to the router's ``served_by`` label).
     """
 
-    def __init__(self, router: Router, *, rate_sleep: float = 0.0005,
+    def __init__(self, router: RouteTarget, *, rate_sleep: float = 0.0005,
                  messages_per_conversation: int = 3, window: int = 64,
                  reply_timeout: float = 10.0, one_shot_every: int = 0,
-                 end_conversations: bool = True, prefix: str = "c") -> None:
+                 end_conversations: bool = True, prefix: str = "c",
+                 content: Callable[[int], Any] | None = None,
+                 version_of: Callable[[ReplyFuture], str | None] | None = None) -> None:
         self.router = router
+        self.content = content or (lambda n: n)
+        self.version_of = version_of or (lambda f: served_by(f) or f.served_by)
         self.rate_sleep = rate_sleep
         self.per_conversation = messages_per_conversation
         self.window = window
@@ -205,7 +230,7 @@ class ConcurrentSender:
             if key in self._seen:
                 ledger.duplicates += 1
             self._seen.add(key)
-            version = served_by(reply) or "?"
+            version = self.version_of(reply) or "?"
             ledger.by_version[version] += 1
             ledger.served_log.append((time.monotonic(), version))
             if conversation is not None:
@@ -228,7 +253,8 @@ class ConcurrentSender:
                     cid = None
                 elif conversation not in self.ledger.conversation_first_sent:
                     self.ledger.conversation_first_sent[conversation] = time.monotonic()
-                message = Message(receiver=self.router.agent, content=n, sender="tester",
+                message = Message(receiver=self.router.agent, content=self.content(n),
+                                  sender="tester",
                                   conversation_id=cid)
                 pending.append((self.router.route(message), cid,
                                 i == self.per_conversation - 1))
@@ -245,5 +271,5 @@ class ConcurrentSender:
             self._settle(item)
 
 
-__all__ = ["ConcurrentSender", "EchoAgent", "FakeClock", "SendLedger", "served_by",
+__all__ = ["ConcurrentSender", "EchoAgent", "FakeClock", "RouteTarget", "SendLedger", "served_by",
            "start_echo"]
