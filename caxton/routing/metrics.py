@@ -1,11 +1,13 @@
 """Live per-version metrics the rollout analysis reads.
 
-Samples are time-stamped so a snapshot can cover any window (e.g. one canary step). Not
-thread-safe: the router records and reads them under its lock.
+Samples are time-stamped so a snapshot can cover any window (e.g. one canary step). Each
+version's metrics have their own lock: completions record on the instance's thread without the
+router lock, and a snapshot copies the samples under it and summarises them outside it.
 """
 
 from __future__ import annotations
 
+import threading
 from collections import deque
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -85,31 +87,36 @@ class VersionMetrics:
         self._fuel: deque[tuple[float, float]] = deque(maxlen=max_samples)
         self.total_requests = 0
         self.total_errors = 0
+        self._lock = threading.Lock()
 
     def record(self, now: float, latency: float, ok: bool) -> None:
-        """Record one completed message.
+        """Record one completed message (thread-safe).
 
         Args:
             now: Completion time.
             latency: Seconds from routing to completion.
             ok: Whether it ended in a non-failure reply.
         """
-        self._samples.append((now, latency, ok))
-        self.total_requests += 1
-        if not ok:
-            self.total_errors += 1
+        with self._lock:
+            self._samples.append((now, latency, ok))
+            self.total_requests += 1
+            if not ok:
+                self.total_errors += 1
 
     def record_restart(self, now: float) -> None:
         """Record a restart of the version's instance."""
-        self._restarts.append(now)
+        with self._lock:
+            self._restarts.append(now)
 
     def record_breaker_trip(self, now: float) -> None:
         """Record a circuit-breaker trip of the version's instance."""
-        self._trips.append(now)
+        with self._lock:
+            self._trips.append(now)
 
     def record_fuel(self, now: float, fuel: float) -> None:
         """Record the fuel one message consumed."""
-        self._fuel.append((now, fuel))
+        with self._lock:
+            self._fuel.append((now, fuel))
 
     def snapshot(self, since: float | None = None) -> MetricsSnapshot:
         """Summarise samples completed at or after ``since`` (all kept samples if ``None``).
@@ -121,9 +128,15 @@ class VersionMetrics:
             The snapshot.
         """
         lo = float("-inf") if since is None else since
-        latencies = sorted(lat for t, lat, _ in self._samples if t >= lo)
-        errors = sum(1 for t, _, ok in self._samples if t >= lo and not ok)
-        fuel = [f for t, f in self._fuel if t >= lo]
+        with self._lock:
+            samples = list(self._samples)
+            fuel_samples = list(self._fuel)
+            restarts = sum(1 for t in self._restarts if t >= lo)
+            trips = sum(1 for t in self._trips if t >= lo)
+            total_requests, total_errors = self.total_requests, self.total_errors
+        latencies = sorted(lat for t, lat, _ in samples if t >= lo)
+        errors = sum(1 for t, _, ok in samples if t >= lo and not ok)
+        fuel = [f for t, f in fuel_samples if t >= lo]
         p50 = percentile(latencies, 0.50)
         p99 = percentile(latencies, 0.99)
         return MetricsSnapshot(
@@ -131,11 +144,11 @@ class VersionMetrics:
             errors=errors,
             p50_ms=None if p50 is None else p50 * 1000.0,
             p99_ms=None if p99 is None else p99 * 1000.0,
-            restarts=sum(1 for t in self._restarts if t >= lo),
-            breaker_trips=sum(1 for t in self._trips if t >= lo),
+            restarts=restarts,
+            breaker_trips=trips,
             fuel_per_message=sum(fuel) / len(fuel) if fuel else None,
-            total_requests=self.total_requests,
-            total_errors=self.total_errors,
+            total_requests=total_requests,
+            total_errors=total_errors,
         )
 
 

@@ -223,12 +223,11 @@ class Router:
 
     def _completed(self, entry: VersionEntry, metrics: VersionMetrics, start: float,
                    reply: ReplyFuture) -> None:
+        # no router lock: the metrics and the entry's completion count have their own small
+        # locks, so an instance finishing a message never contends with route()
         now = self._clock()
-        ok = _ok(reply)
-        with self._lock:
-            metrics.record(now, now - start, ok)
-            idle_drainer = self._table.finish(entry)
-        if idle_drainer:
+        metrics.record(now, now - start, _ok(reply))
+        if self._table.finish(entry):
             self._wake.set()
 
     # -- versions and weights ----------------------------------------------------------------
@@ -418,22 +417,22 @@ class Router:
         """Record that ``version``'s instance restarted (ignored if not live)."""
         with self._lock:
             metrics = self._metrics.get(version)
-            if metrics is not None:
-                metrics.record_restart(self._clock())
+        if metrics is not None:
+            metrics.record_restart(self._clock())
 
     def record_breaker_trip(self, version: str) -> None:
         """Record that ``version``'s circuit breaker tripped (ignored if not live)."""
         with self._lock:
             metrics = self._metrics.get(version)
-            if metrics is not None:
-                metrics.record_breaker_trip(self._clock())
+        if metrics is not None:
+            metrics.record_breaker_trip(self._clock())
 
     def record_fuel(self, version: str, fuel: float) -> None:
         """Record the fuel one message of ``version`` consumed (ignored if not live)."""
         with self._lock:
             metrics = self._metrics.get(version)
-            if metrics is not None:
-                metrics.record_fuel(self._clock(), fuel)
+        if metrics is not None:
+            metrics.record_fuel(self._clock(), fuel)
 
     # -- views -------------------------------------------------------------------------------
 
@@ -469,7 +468,8 @@ class Router:
         """
         with self._lock:
             self._table.entry(version)
-            return self._metrics[version].snapshot(since)
+            metrics = self._metrics[version]
+        return metrics.snapshot(since)
 
     def pinned_version(self, conversation_id: str) -> str | None:
         """The version a conversation is pinned to, or ``None``."""
@@ -479,20 +479,19 @@ class Router:
     def status(self, since: float | None = None) -> RouterStatus:
         """A consistent snapshot (metrics over the window starting at ``since``)."""
         with self._lock:
-            live = tuple(self._version_status(e, since) for e in self._table.versions.values())
+            rows = [(e.name, e.state, e.weight, e.in_flight, self._table.pins.count(e.name),
+                     self._metrics[e.name], e.drain_deadline)
+                    for e in self._table.versions.values()]
             conversations = len(self._table.pins)
             run = self._shadow
             now = self._clock()
             retired = tuple(self._retired)
+        # summarising samples (a sort) happens outside the router lock: routing goes on
+        live = tuple(VersionStatus(name, state, weight, in_flight, pinned,
+                                   metrics.snapshot(since), deadline)
+                     for name, state, weight, in_flight, pinned, metrics, deadline in rows)
         return RouterStatus(self.agent, live + retired, conversations,
                             None if run is None else run.status(), now)
-
-    def _version_status(self, entry: VersionEntry, since: float | None) -> VersionStatus:
-        return VersionStatus(
-            entry.name, entry.state, entry.weight, entry.in_flight,
-            self._table.pins.count(entry.name), self._metrics[entry.name].snapshot(since),
-            entry.drain_deadline,
-        )
 
     # -- housekeeping ------------------------------------------------------------------------
 
@@ -504,6 +503,8 @@ class Router:
         """
         to_stop: list[tuple[VersionHandle, threading.Event]] = []
         with self._lock:
+            if self._closed:  # close() stops every instance itself
+                return PollResult()
             result = self._table.poll(self._clock())
             for r in result.retired:
                 to_stop.append((self._handles.pop(r.version), self._stopped[r.version]))

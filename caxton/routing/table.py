@@ -7,8 +7,9 @@ on what :meth:`RoutingTable.poll` reports.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from caxton.errors import AgentUnavailable, InvalidArgument, VersionNotFound
 from caxton.routing.assignment import WeightedAssigner
@@ -18,15 +19,27 @@ from caxton.routing.status import VersionState
 
 @dataclass(slots=True)
 class VersionEntry:
-    """Mutable bookkeeping of one live version."""
+    """Mutable bookkeeping of one live version.
+
+    ``started`` is written only under the router lock (routing); ``finished`` is written by
+    completions on the instances' threads under the entry's own small lock, so a completion
+    never waits for the router lock (the routing hot path).
+    """
 
     name: str
     weight: int = 0
     state: VersionState = VersionState.ACTIVE
-    in_flight: int = 0
+    started: int = 0
+    finished: int = 0
     drain_started: float | None = None
     drain_deadline: float | None = None
     timed_out: bool = False
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    @property
+    def in_flight(self) -> int:
+        """Messages delivered and not yet completed."""
+        return self.started - self.finished
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,17 +208,22 @@ class RoutingTable:
             The version's entry, to pass to :meth:`finish` (labels can be reused later).
         """
         entry = self.versions[version]
-        entry.in_flight += 1
+        entry.started += 1
         return entry
 
     def finish(self, entry: VersionEntry) -> bool:
         """Count one message of the version ``entry`` completed.
 
+        Safe without the router lock (it takes only the entry's lock); the answer is then a
+        hint to wake housekeeping, which decides under the router lock.
+
         Returns:
             Whether the version is still live, draining, and now has nothing in flight.
         """
-        entry.in_flight -= 1
-        return (entry.in_flight == 0 and entry.state is VersionState.DRAINING
+        with entry.lock:
+            entry.finished += 1
+            idle = entry.finished >= entry.started
+        return (idle and entry.state is VersionState.DRAINING
                 and self.versions.get(entry.name) is entry)
 
     # -- conversations -----------------------------------------------------------------------
