@@ -111,9 +111,12 @@ def bench_messages(m: AgentLifecycleManager, n: int, trials: int) -> dict[str, f
         reply = send(0).get(timeout=10)
         assert reply.content is not None
     results: dict[str, list[float]] = {"chain": [], "config": [], "wasm": []}
-    for _ in range(trials):  # interleaved so drift hits every variant alike
+    for t in range(trials):  # interleaved so drift hits every variant alike
         results["chain"].append(_pipelined(n, chain))
-        results["config"].append(_pipelined(n, to("echo")))
+        # a fresh config agent per trial: its memory grows by one observation per message
+        # and the memory_context lookup with it, so a reused agent slows trial by trial
+        m.deploy_config_agent(ECHO_MD.replace("name: echo", f"name: echo-t{t}"))
+        results["config"].append(_pipelined(n, to(f"echo-t{t}")))
         results["wasm"].append(_pipelined(n, to("wecho")))
     front.stop()
     echo.stop()
@@ -191,9 +194,10 @@ def main(argv: list[str] | None = None) -> None:
               f"({1e6 / tp['config']:6.1f} us/msg)  ratio {tp['config'] / tp['chain']:5.2f}")
         print(f"manager -> echo WASM agent              : {tp['wasm']:>9.0f} msg/s "
               f"({t_wasm * 1e6:6.1f} us/msg)  ratio {tp['wasm'] / tp['chain']:5.2f}")
-        mem = m.get_agent_by_name("echo").details.get("memory") or {}
-        print(f"  (config agent memory after the run: {mem}; its memory_context lookup grows "
-              "with stored observations, so this figure falls as --messages grows)")
+        mem = m.get_agent_by_name("echo-t0").details.get("memory") or {}
+        print(f"  (a fresh config agent per trial; memory after one trial: {mem}; its "
+              "memory_context lookup grows with stored observations, so this figure falls as "
+              "--messages grows)")
         print(f"guest call alone (Sandbox.handle, echo) : {1 / guest:>9.0f} msg/s "
               f"({guest * 1e6:6.1f} us/msg)")
         ratio = t_chain / excl if excl > 0 else float("inf")

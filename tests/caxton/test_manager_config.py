@@ -471,3 +471,21 @@ def test_config_agent_status_fields(manager: AgentLifecycleManager) -> None:
     assert manager.list_wasm_agents() == []
     with pytest.raises(errors.AgentNotFound, match="did you mean 'echo'"):
         manager.get_agent_by_name("ecko")
+
+
+def test_shutdown_answers_held_and_later_messages_and_does_not_wait_for_conversations(
+        make_manager: MakeManager) -> None:
+    m = make_manager(suspend_wait=30.0)
+    m.deploy_config_agent(ECHO_MD)
+    m.deploy_config_agent(agent_md("Other"))
+    m.send("Other", "hi", "open-conversation")
+    m.suspend("echo")
+    held = [m.route(Message(receiver="echo", content=i)) for i in range(3)]
+    t0 = time.monotonic()
+    m.shutdown(timeout=20)
+    assert time.monotonic() - t0 < 5, "shutdown waited for an open conversation"
+    for f in held:
+        with pytest.raises(errors.ShuttingDown):
+            f.get(timeout=1)
+    with pytest.raises(errors.ShuttingDown):
+        m.send("Other", "too late", timeout=5)
