@@ -383,7 +383,10 @@ def test_openai_agent_tool_timeout_is_an_error_result_not_a_crash(
         call = reply.content["tool_calls"][0]
         assert call["name"] == "http_client" and call["ok"] is False
         assert "tool results: http_client=" in reply_text(reply)
-        assert "did not finish" in reply_text(reply) or "time" in reply_text(reply).lower()
+        # the registry's deadline ("did not finish") or the client's own ("within 0.3s"),
+        # whichever fires first under load
+        text = reply_text(reply)
+        assert "did not finish" in text or "did not answer within 0.3s" in text, text
         # the agent is fine: no restart, answers the next message
         assert reply_text(m.send("Fetcher", "still there?")) == "echo: still there?"
         st = m.get_agent_by_name("Fetcher")
