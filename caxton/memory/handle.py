@@ -46,6 +46,10 @@ def fts_query(text: str, *, max_terms: int = 32) -> str:
     return " OR ".join(f'"{t}"' for t in seen)
 
 
+DEFAULT_MAX_OBSERVATIONS = 200
+"""Observations kept per entity unless a handle says otherwise."""
+
+
 class MemoryHandle:
     """Reads and writes one partition (scope + owner) of a :class:`MemoryStore`.
 
@@ -60,11 +64,15 @@ class MemoryHandle:
         agent: The agent using the handle (named in errors).
         workspace: The agent's workspace.
         max_entities: The agent's ``max_memory_entities`` (``None``: unlimited).
+        max_observations: Observations kept per entity; :meth:`observe` prunes the oldest
+            beyond it, so an agent that notes every message keeps bounded memory.
     """
 
     def __init__(self, store: MemoryStore, key: ScopeKey, *, agent: str, workspace: str,
-                 max_entities: int | None) -> None:
+                 max_entities: int | None,
+                 max_observations: int = DEFAULT_MAX_OBSERVATIONS) -> None:
         self._store = store
+        self.max_observations = max_observations
         self.key = key
         self.agent = agent
         self.workspace = workspace
@@ -225,8 +233,16 @@ class MemoryHandle:
         self._check_text(text)
         with self._store.write() as conn:
             eid = self._ensure_entity(conn, entity, entity_type)
-            conn.execute("INSERT INTO observations(entity_id, text, created) VALUES (?,?,?)",
-                         (eid, text, time.time()))
+            cur = conn.execute(
+                "INSERT INTO observations(entity_id, text, created) VALUES (?,?,?)",
+                (eid, text, time.time()))
+            if cur.lastrowid is not None and cur.lastrowid % 16 == 0:
+                # amortised: prune every 16th write, keeping the newest max_observations
+                conn.execute(
+                    "DELETE FROM observations WHERE entity_id = ? AND id <= ("
+                    "SELECT id FROM observations WHERE entity_id = ? "
+                    "ORDER BY id DESC LIMIT 1 OFFSET ?)",
+                    (eid, eid, self.max_observations))
 
     def relate(self, source: str, target: str, type: str) -> Relation:
         """Add a directed relation between two existing entities (idempotent).
