@@ -46,7 +46,7 @@ def fts_query(text: str, *, max_terms: int = 32) -> str:
     return " OR ".join(f'"{t}"' for t in seen)
 
 
-DEFAULT_MAX_OBSERVATIONS = 200
+DEFAULT_MAX_OBSERVATIONS = 64
 """Observations kept per entity unless a handle says otherwise."""
 
 
