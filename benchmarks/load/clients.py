@@ -11,7 +11,8 @@ timeout plus a grace period). Accounting is by request id:
 * **wrong** — an ``ok`` reply carrying someone else's content (must be 0);
 * **duplicated** — a second reply for an id already answered (must be 0);
 * **stray** — a reply for an id never sent (must be 0);
-* **lost** — sent and never answered by the end of the drain (must be 0).
+* **lost** — sent and not answered within ``timeout`` plus the drain grace (must be 0); a
+  reply that still comes later moves it to **late**.
 
 The payload of request ``seq`` is ``"<client>:<seq>:"`` padded to ``payload`` bytes, so an
 echoed reply proves which request it answers. A client can be paced to a target rate (for the
@@ -105,6 +106,9 @@ def run_client(spec: ClientSpec, t0: float, progress: Any = None) -> dict[str, A
     poller.register(sock, zmq.POLLIN)
 
     pending: dict[int, tuple[int, str, str]] = {}
+    expired: dict[int, tuple[int, str, str]] = {}
+    late = 0
+    expire_ns = int((spec.timeout + spec.drain_grace) * 1e9)
     answered = bytearray()
     sent = replied = wrong = duplicated = stray = 0
     errors: dict[str, int] = {}
@@ -127,9 +131,11 @@ def run_client(spec: ClientSpec, t0: float, progress: Any = None) -> dict[str, A
     next_send = start
     seq = 0
     pidx = spec.index * PROGRESS_FIELDS
+    blocked_since: float | None = None
+    gave_up = False
 
     def handle(frame: bytes) -> None:
-        nonlocal replied, wrong, duplicated, stray, sample_every
+        nonlocal replied, wrong, duplicated, stray, sample_every, late
         now = time.perf_counter_ns()
         try:
             msg = msgpack.unpackb(frame, raw=False)
@@ -138,6 +144,10 @@ def run_client(spec: ClientSpec, t0: float, progress: Any = None) -> dict[str, A
             stray += 1
             return
         entry = pending.pop(rid, None) if isinstance(rid, int) else None
+        if entry is None and isinstance(rid, int) and rid in expired:
+            # answered after the client had given it up: not lost, but late
+            entry = expired.pop(rid)
+            late += 1
         if entry is None:
             if isinstance(rid, int) and 0 < rid < len(answered) and answered[rid]:
                 duplicated += 1
@@ -186,11 +196,21 @@ def run_client(spec: ClientSpec, t0: float, progress: Any = None) -> dict[str, A
     try:
         while True:
             now = time.monotonic()
-            sending = now < send_until and (spec.messages <= 0 or sent < spec.messages)
+            sending = not gave_up and now < send_until and (
+                spec.messages <= 0 or sent < spec.messages)
             if not sending and not pending:
                 break
             if now > hard_end:
                 break
+            # a request unanswered past its timeout plus the grace is given up (counted lost
+            # unless its reply still comes), so a dead node cannot hold the window forever
+            if pending:
+                oldest = next(iter(pending))
+                cutoff = time.perf_counter_ns() - expire_ns
+                while pending and pending[oldest][0] < cutoff:
+                    expired[oldest] = pending.pop(oldest)
+                    if pending:
+                        oldest = next(iter(pending))
             if sending:
                 while len(pending) < spec.window and (spec.messages <= 0 or sent < spec.messages):
                     if interval:
@@ -218,10 +238,16 @@ def run_client(spec: ClientSpec, t0: float, progress: Any = None) -> dict[str, A
                     try:
                         sock.send(frame, zmq.NOBLOCK)
                     except zmq.Again:
-                        # local queue full: the request was not sent; forget it
+                        # no peer (node gone) or local queue full: the request was not sent;
+                        # forget it, and give up sending once it lasts longer than the timeout
                         del pending[seq]
                         seq -= 1
+                        if blocked_since is None:
+                            blocked_since = time.monotonic()
+                        elif time.monotonic() - blocked_since > spec.timeout:
+                            gave_up = True
                         break
+                    blocked_since = None
                     sent += 1
                     per_agent[agent][0] += 1
                     if progress is not None:
@@ -263,8 +289,10 @@ def run_client(spec: ClientSpec, t0: float, progress: Any = None) -> dict[str, A
         "wrong_examples": wrong_examples,
         "duplicated": duplicated,
         "stray": stray,
-        "lost": len(pending),
-        "lost_ids": sorted(pending)[:20],
+        "lost": len(pending) + len(expired),
+        "late": late,
+        "send_gave_up": gave_up,
+        "lost_ids": sorted([*pending, *expired])[:20],
         "elapsed_s": elapsed,
         "per_agent": per_agent,
         "lat_us": lat_us.tobytes(),
@@ -297,6 +325,8 @@ class Totals:
     series: list[tuple[float, float]] = field(default_factory=list)
     wrong_examples: list[str] = field(default_factory=list)
     client_failures: list[str] = field(default_factory=list)
+    send_gave_up: int = 0
+    late: int = 0
 
     @property
     def answered(self) -> int:
@@ -325,6 +355,8 @@ class Totals:
                            "max": round(max(self.lat_us), 1) if self.lat_us else 0.0},
             "wrong_examples": self.wrong_examples,
             "client_failures": self.client_failures,
+            "clients_that_could_not_send": self.send_gave_up,
+            "late": self.late,
         }
 
 
@@ -397,6 +429,8 @@ def run_clients(specs: list[ClientSpec], *, on_progress: Any = None,
         totals.duplicated += r["duplicated"]
         totals.stray += r["stray"]
         totals.lost += r["lost"]
+        totals.send_gave_up += int(r.get("send_gave_up", False))
+        totals.late += r.get("late", 0)
         totals.wrong_examples += r["wrong_examples"]
         for code, n in r["errors"].items():
             totals.errors[code] = totals.errors.get(code, 0) + n

@@ -299,6 +299,7 @@ def accounting_checks(totals: Totals) -> dict[str, bool]:
     return {"lost == 0": totals.lost == 0, "duplicated == 0": totals.duplicated == 0,
             "stray == 0": totals.stray == 0, "wrong == 0": totals.wrong == 0,
             "clients all reported": not totals.client_failures,
+            "clients could send (node reachable)": not totals.send_gave_up,
             "every request answered": totals.answered == totals.sent}
 
 
