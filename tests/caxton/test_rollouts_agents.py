@@ -557,3 +557,22 @@ def test_reload_status_errors_without_rollout(manager: AgentLifecycleManager) ->
     deploy_wasm(manager, ECHO)
     with pytest.raises(CaxtonError):
         manager.reload_status("w")
+
+
+def test_router_poll_after_close_is_a_no_op(manager: AgentLifecycleManager) -> None:
+    deploy_wasm(manager, ECHO)
+    router = manager._agent("w").router
+    router.drain("1", 0.0)
+    router.close(timeout=5)
+    assert router.poll().retired == ()  # used to raise KeyError (handles already cleared)
+
+
+def test_bench_rollout_smoke() -> None:
+    """The benchmark's two figures run and hold their aims on a tiny sample."""
+    from benchmarks.bench_rollout import bench_config_reload, bench_wasm_rollback
+
+    rb = bench_wasm_rollback(3)
+    assert rb["errors"] == 0 and len(rb["to_blue"]) == 3
+    assert max(rb["to_blue"]) < 500.0  # aim 50 ms; generous for a loaded test machine
+    times = bench_config_reload(3, interval=0.01, debounce=0.0)
+    assert len(times) == 3 and max(times) < 1000.0  # aim 100 ms
