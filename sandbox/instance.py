@@ -5,7 +5,7 @@ from __future__ import annotations
 import ctypes
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +23,7 @@ from sandbox.errors import (
     Trap,
     ValidationError,
 )
+from sandbox.fastcall import fast_call
 from sandbox.host import CallContext, HostCallbacks, set_context
 from sandbox.policy import WASM_PAGE_BYTES, ResourceLimits, SecurityPolicy
 from sandbox.validate import CustomRule, ValidationReport, validate_and_compile
@@ -81,8 +82,9 @@ class _Live:
         if not isinstance(handle, wasmtime.Func) or not isinstance(inbox, wasmtime.Func):
             raise AbiError("guest must export functions 'inbox' and 'handle' (see the guest ABI)")
         self.memory = memory
-        self.handle = handle
-        self.inbox = inbox
+        # Called once or twice per message: read their types once (see sandbox.fastcall).
+        self.handle: Callable[..., Any] = fast_call(store, handle)
+        self.inbox: Callable[..., Any] = fast_call(store, inbox)
         self.inbox_ptr = 0
         self.inbox_capacity = 0
 
@@ -481,7 +483,7 @@ class Sandbox:
         # One copy straight out of linear memory (Memory.read copies twice via a bytearray).
         return ctypes.string_at(_base_address(live) + ptr, length)
 
-    def _call(self, live: _Live, func: wasmtime.Func, export: str, *args: int) -> Any:
+    def _call(self, live: _Live, func: Callable[..., Any], export: str, *args: int) -> Any:
         store = live.store
         fuel = self._limits.fuel
         store.set_fuel(fuel)

@@ -1,0 +1,47 @@
+"""The per-message guest calls take the fast path, with Func.__call__'s results and errors."""
+
+from __future__ import annotations
+
+import msgpack
+import pytest
+import wasmtime
+
+from sandbox import OutOfFuel, ResourceLimits, Sandbox, Trap
+from sandbox.fastcall import FastCall, fast_call
+from sandbox.testing import read_example_module, read_testing_module
+
+
+def test_handle_and_inbox_use_the_fast_path() -> None:
+    with Sandbox.load(read_example_module("echo.wat")) as box:
+        assert box.handle(msgpack.packb({"a": 1})) == msgpack.packb({"a": 1})
+        live = box._live
+        assert live is not None
+        assert isinstance(live.handle, FastCall)
+        assert isinstance(live.inbox, FastCall)
+
+
+def test_fast_call_matches_func_call_including_i64_and_negative_values() -> None:
+    engine = wasmtime.Engine()
+    store = wasmtime.Store(engine)
+    module = wasmtime.Module(engine, """
+        (module
+          (func (export "mix") (param i32 i64) (result i64)
+            local.get 1 local.get 0 i64.extend_i32_s i64.add)
+          (func (export "neg") (result i32) i32.const -7))
+    """)
+    inst = wasmtime.Instance(store, module, [])
+    mix = inst.exports(store)["mix"]
+    neg = inst.exports(store)["neg"]
+    assert isinstance(mix, wasmtime.Func) and isinstance(neg, wasmtime.Func)
+    fast_mix, fast_neg = fast_call(store, mix), fast_call(store, neg)
+    for a, b in [(1, 2), (-5, 1 << 40), (2**31 - 1, -(2**62))]:
+        assert fast_mix(store, a, b) == mix(store, a, b)
+    assert fast_neg(store) == neg(store) == -7
+
+
+def test_traps_and_fuel_exhaustion_surface_the_same_way() -> None:
+    with Sandbox.load(read_testing_module("trap.wat")) as box, pytest.raises(Trap):
+        box.handle(b"\x01")
+    limits = ResourceLimits(fuel=1_000)
+    with Sandbox.load(read_testing_module("slow.wat"), limits) as box, pytest.raises(OutOfFuel):
+        box.handle(b"\x01")
