@@ -962,7 +962,8 @@ class Node:
             args: No arguments.
 
         Returns:
-            Version, endpoints, uptime, agent counts, pid, data dir, RSS.
+            Version, endpoints, uptime, agent counts, pid, data dir, RSS, and the node-side
+            latency (receipt at the port to reply at the port) of each op.
         """
         names = self.manager.agent_names()
         return {
@@ -975,6 +976,8 @@ class Node:
             "watch": self._watcher is not None, "rss_bytes": _rss_bytes(),
             "metrics_url": self.metrics_server.url if self.metrics_server else None,
             "curve": self.config.curve.enabled,
+            # receipt at the port -> reply at the port, per op, over the recent window
+            "latency": self.server.latency.snapshot() if self.server else {},
         }
 
     def h_shutdown(self, args: p.NodeShutdownArgs) -> Any:
