@@ -237,6 +237,41 @@ def _local(parse: Callable[[str], Any], text: str) -> Any:
         raise UsageError(exc.message) from None
 
 
+def _positive(text: str) -> float:
+    """argparse type: a number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be greater than 0")
+    return value
+
+
+def _non_negative(text: str) -> float:
+    """argparse type: a number >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must not be negative")
+    return value
+
+
+def _rate(text: str) -> float:
+    """argparse type: a fraction in [0, 1], written ``0.05`` or ``5%``."""
+    raw = text.strip()
+    try:
+        value = float(raw[:-1]) / 100.0 if raw.endswith("%") else float(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a rate; write e.g. 0.05 or 5%") \
+            from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be between 0 and 1 (0% to 100%)")
+    return value
+
+
 def _split_list(text: str | None) -> list[str] | None:
     if text is None:
         return None
@@ -360,11 +395,22 @@ def _render_reload_status(ctx: Ctx, result: Any) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def _wait_operation(ctx: Ctx, result: Any) -> int:
-    """Follow a long operation with a live view until it ends; exit 1 if it did not succeed."""
+def _emit_change_and_wait(ctx: Ctx, result: Any) -> int:
+    """Print a change result, then (``--wait``) follow its operation until it ends.
+
+    With ``--json`` exactly one JSON document reaches stdout, so scripts can parse it: the
+    change itself, or, when ``--wait`` follows an operation, the final operation status with
+    the change nested under ``"change"``.
+
+    Returns:
+        0, or 1 when a followed operation did not succeed.
+    """
     op_id = result.get("operation_id") if isinstance(result, dict) else None
     if not op_id or not getattr(ctx.ns, "wait", False):
+        ctx.emit(result, lambda r: _render_change(ctx, r))
         return EXIT_OK
+    if not ctx.json:
+        _render_change(ctx, result)
     last: dict[str, Any] = {}
     with ctx.err.status(f"waiting for operation {op_id}") as status:
         while True:
@@ -373,8 +419,11 @@ def _wait_operation(ctx: Ctx, result: Any) -> int:
                           f"{last.get('steps', 0)} {_cell(last.get('traffic') or {})}")
             if last.get("state") != OperationState.RUNNING:
                 break
-            time.sleep(0.5)
-    ctx.emit(last, lambda r: _render_operation(ctx, r))
+            time.sleep(0.2)
+    if ctx.json:
+        ctx.print_json({**last, "change": result})
+    else:
+        _render_operation(ctx, last)
     return EXIT_OK if last.get("state") == OperationState.SUCCEEDED else EXIT_REFUSED
 
 
@@ -389,8 +438,7 @@ def cmd_deploy(ctx: Ctx) -> int:
     if ns.validate_only and isinstance(result, dict) and "valid" in result:
         ctx.emit(result, lambda r: _render_report(ctx, r, args["file_name"]))
         return EXIT_OK if result.get("valid") else EXIT_REFUSED
-    ctx.emit(result, lambda r: _render_change(ctx, r))
-    return _wait_operation(ctx, result)
+    return _emit_change_and_wait(ctx, result)
 
 
 def cmd_reload(ctx: Ctx) -> int:
@@ -406,10 +454,11 @@ def cmd_reload(ctx: Ctx) -> int:
         raise UsageError(f"--steps {ns.steps!r}: write percentages like 10,50,100") from None
     args.update(strategy=ns.strategy, validate_first=ns.validate_first,
                 preserve_memory=ns.preserve_memory, rollback_on_error=ns.rollback_on_error,
-                split=ns.split, steps=step_values, step_interval_s=ns.step_interval)
+                split=ns.split, steps=step_values, step_interval_s=ns.step_interval,
+                max_error_rate=ns.max_error_rate, max_p99_ratio=ns.max_p99_ratio,
+                max_fuel_ratio=ns.max_fuel_ratio, scale_down_delay_s=ns.scale_down_delay)
     result = ctx.call("agents.reload", args)
-    ctx.emit(result, lambda r: _render_change(ctx, r))
-    return _wait_operation(ctx, result)
+    return _emit_change_and_wait(ctx, result)
 
 
 def _simple(op: str) -> Callable[[Ctx], int]:
@@ -541,8 +590,7 @@ def cmd_ab_test(ctx: Ctx) -> int:
         "name": ns.name, "config_a": a["text"], "config_b": b["text"],
         "file_a": a["file_name"], "file_b": b["file_name"], "split": list(_local(parse_split, ns.split)),
     })
-    ctx.emit(result, lambda r: _render_change(ctx, r))
-    return _wait_operation(ctx, result)
+    return _emit_change_and_wait(ctx, result)
 
 
 def cmd_recover(ctx: Ctx) -> int:
@@ -825,17 +873,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", help="the agent's name")
     p.add_argument("--file", help="new version of the agent file")
     p.add_argument("--strategy", choices=reload_strategies, help="reload strategy")
-    p.add_argument("--validate-first", action=argparse.BooleanOptionalAction, default=None,
-                   help="validate before touching the running version (node default: yes)")
+    p.add_argument("--validate-first", action="store_true", default=None,
+                   help="states the default; it changes nothing: the node always validates "
+                        "the new file before touching the running version (there is no way "
+                        "to skip validation)")
     p.add_argument("--preserve-memory", action=argparse.BooleanOptionalAction, default=None,
                    help="keep memory and conversations (node default: yes)")
-    p.add_argument("--rollback-on-error", action=argparse.BooleanOptionalAction, default=None,
-                   help="roll back automatically if the new version fails (default: yes)")
+    p.add_argument("--rollback-on-error", action="store_true", default=None,
+                   help="states the default; it changes nothing: an invalid file is refused "
+                        "and the running version keeps serving, and a canary or "
+                        "traffic-splitting rollout that fails its analysis is always rolled "
+                        "back (tune when with --max-error-rate/--max-p99-ratio)")
     p.add_argument("--split", type=int, metavar="PCT",
                    help="percent of traffic to the new version (traffic-splitting/canary)")
     p.add_argument("--steps", metavar="P1,P2,…",
                    help="traffic percentages per step (gradual/canary), e.g. 10,50,100")
-    p.add_argument("--step-interval", type=float, metavar="S", help="seconds between steps")
+    p.add_argument("--step-interval", type=_positive, metavar="S",
+                   help="seconds per step: the analysis window of canary/traffic-splitting "
+                        "(node default 60), graceful's validation period, and blue-green's "
+                        "scale-down delay unless --scale-down-delay is given")
+    p.add_argument("--max-error-rate", type=_rate, metavar="R",
+                   help="analysis: roll back when the new version's error rate over a step "
+                        "exceeds R, e.g. 0.05 or 5%% (node default 5%%)")
+    p.add_argument("--max-p99-ratio", type=_positive, metavar="X",
+                   help="analysis: roll back when the new version's p99 exceeds the stable "
+                        "version's times X (node default 1.5)")
+    p.add_argument("--max-fuel-ratio", type=_positive, metavar="X",
+                   help="analysis (WASM): roll back when fuel per message exceeds the stable "
+                        "version's times X (node default 1.5)")
+    p.add_argument("--scale-down-delay", type=_non_negative, metavar="S",
+                   help="blue-green: seconds blue stays warm for instant rollback; the "
+                        "rollout, and so the next reload, waits for it (node default 300)")
     p.add_argument("--wait", action="store_true", help="follow a rollout until it ends")
 
     for name, op, text in (

@@ -22,6 +22,7 @@ once.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import heapq
 import itertools
 import logging
@@ -57,7 +58,7 @@ from caxton.deployment import (
 from caxton.logging import LogHub, configure_logging
 from caxton.messages import Message
 from caxton.metrics import MetricsServer, NodeMetrics
-from caxton.rollout import RolloutConfig, RolloutStatus
+from caxton.rollout import AnalysisThresholds, RolloutConfig, RolloutStatus
 
 _log = structlog.get_logger("caxton.node")
 
@@ -634,20 +635,6 @@ class Node:
         self._versions[result.agent] = result.version or ""
         return self._change(result)
 
-    def _rollout_config(self, args: p.AgentsReloadArgs) -> RolloutConfig | None:
-        fields: dict[str, Any] = {}
-        if args.steps:
-            fields["steps"] = tuple(args.steps)
-        elif args.split is not None and args.strategy in (p.ReloadStrategy.CANARY,
-                                                          p.ReloadStrategy.TRAFFIC_SPLITTING):
-            fields["steps"] = (args.split, 100)
-        if args.step_interval_s is not None:
-            step = float(args.step_interval_s)
-            fields.update(step_duration=step, validation_period=step,
-                          scale_down_delay=step, drain_timeout=max(step, 1.0),
-                          conversation_ttl=max(step, 1.0))
-        return RolloutConfig(**fields) if fields else None
-
     def h_reload(self, args: p.AgentsReloadArgs) -> Any:
         """``agents.reload``: validate first, then roll out with the strategy.
 
@@ -662,7 +649,7 @@ class Node:
         """
         self._check_accepting()
         kind = self.manager.get_agent_type(args.name)
-        rollout = self._rollout_config(args)
+        rollout = rollout_config_for(args)
         if kind is AgentType.CONFIG:
             if args.data is not None:
                 raise errors.InvalidArgument(
@@ -998,6 +985,37 @@ class Node:
 DeployStrategyDefault = p.DeployStrategy.IMMEDIATE
 
 
+def rollout_config_for(args: p.AgentsReloadArgs) -> RolloutConfig | None:
+    """The rollout tunables an ``agents.reload`` asks for (``None``: all node defaults).
+
+    Args:
+        args: The validated arguments.
+
+    Returns:
+        The config, with only the asked-for fields changed from the defaults.
+    """
+    fields: dict[str, Any] = {}
+    if args.steps:
+        fields["steps"] = tuple(args.steps)
+    elif args.split is not None and args.strategy in (p.ReloadStrategy.CANARY,
+                                                      p.ReloadStrategy.TRAFFIC_SPLITTING):
+        fields["steps"] = (args.split, 100)
+    if args.step_interval_s is not None:
+        step = float(args.step_interval_s)
+        fields.update(step_duration=step, validation_period=step,
+                      scale_down_delay=step, drain_timeout=max(step, 1.0),
+                      conversation_ttl=max(step, 1.0))
+    if args.scale_down_delay_s is not None:
+        fields["scale_down_delay"] = float(args.scale_down_delay_s)
+    limits: dict[str, Any] = {k: v for k, v in (("max_error_rate", args.max_error_rate),
+                                                ("max_p99_ratio", args.max_p99_ratio),
+                                                ("max_fuel_ratio", args.max_fuel_ratio))
+                              if v is not None}
+    if limits:
+        fields["thresholds"] = dataclasses.replace(AnalysisThresholds(), **limits)
+    return RolloutConfig(**fields) if fields else None
+
+
 # ---------------------------------------------------------------------- command line
 
 
@@ -1132,4 +1150,4 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-__all__ = ["AGENT_SUFFIXES", "Node", "build_node_parser", "main"]
+__all__ = ["AGENT_SUFFIXES", "Node", "build_node_parser", "main", "rollout_config_for"]

@@ -272,22 +272,49 @@ class AgentsReloadArgs(_Strict):
     text: str | None = Field(None, description="New `.md` content; none = reload from source.")
     data: bytes | None = Field(None, description="New `.wasm`/`.wat` content.")
     strategy: ReloadStrategy = Field(ReloadStrategy.IMMEDIATE, description="Reload strategy.")
-    validate_first: bool = Field(True, description="Validate before touching the running "
-                                 "version.")
+    validate_first: bool = Field(True, description="Always true: the node validates every "
+                                 "new file before touching the running version; `false` is "
+                                 "refused.")
     preserve_memory: bool = Field(True, description="Keep the agent's memory and "
                                   "conversations.")
-    rollback_on_error: bool = Field(True, description="Roll back automatically if the new "
-                                    "version fails.")
+    rollback_on_error: bool = Field(True, description="Always true: an invalid file is refused "
+                                    "and the running version keeps serving; a rollout that "
+                                    "fails its analysis or health check is rolled back; "
+                                    "`false` is refused.")
     split: int | None = Field(None, ge=1, le=99, description="Percent of traffic for the new "
                               "version (traffic-splitting, canary first step).")
     steps: list[int] | None = Field(None, description="Traffic percentages for the new "
                                     "version at each step of a gradual/canary rollout.")
-    step_interval_s: float | None = Field(None, gt=0, description="Seconds between steps.")
+    step_interval_s: float | None = Field(None, gt=0, description="Seconds per step "
+                                          "(canary/traffic-splitting: the analysis window; "
+                                          "graceful: the validation period; blue-green: the "
+                                          "scale-down delay unless `scale_down_delay_s` is "
+                                          "given).")
+    max_error_rate: float | None = Field(None, ge=0, le=1, description="Analysis (canary, "
+                                         "traffic-splitting): roll back when the new version's "
+                                         "error rate over a step exceeds this fraction "
+                                         "(node default 0.05).")
+    max_p99_ratio: float | None = Field(None, gt=0, description="Analysis: roll back when the "
+                                        "new version's p99 response time exceeds the stable "
+                                        "version's times this (node default 1.5).")
+    max_fuel_ratio: float | None = Field(None, gt=0, description="Analysis (WASM): roll back "
+                                         "when the new version's fuel per message exceeds the "
+                                         "stable version's times this (node default 1.5).")
+    scale_down_delay_s: float | None = Field(None, ge=0, description="Blue-green: seconds "
+                                             "blue stays warm for instant rollback after the "
+                                             "switch; the rollout (and so the next reload) "
+                                             "waits for it (node default 300).")
 
     @model_validator(mode="after")
     def _check(self) -> AgentsReloadArgs:
         if self.text is not None and self.data is not None:
             raise ValueError("give at most one of 'text' or 'data'")
+        if not self.validate_first:
+            raise ValueError("'validate_first' cannot be false: the node always validates a "
+                             "new file before touching the running version")
+        if not self.rollback_on_error:
+            raise ValueError("'rollback_on_error' cannot be false: an invalid file or a failed "
+                             "analysis always leaves the running version serving")
         if self.steps is not None:
             if not self.steps or any(not 0 < s <= 100 for s in self.steps):
                 raise ValueError("'steps' must be percentages in 1..100")

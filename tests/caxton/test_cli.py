@@ -82,6 +82,14 @@ class FakeNode:
         return {"name": args.name, "version": "1.0.1", "state": "running",
                 "operation_id": "op-1" if args.strategy == "canary" else None}
 
+    def op_agents_ab_test(self, args: protocol.AgentsAbTestArgs) -> dict[str, Any]:
+        return {"name": args.name, "version": "2.0.0", "state": "running",
+                "operation_id": "op-1"}
+
+    def op_agents_deploy(self, args: protocol.AgentsDeployArgs) -> dict[str, Any]:
+        return {"name": args.name or "greeter", "version": "1.0.0", "state": "running",
+                "operation_id": "op-1" if args.strategy == "canary" else None}
+
     def op_operations_get(self, args: protocol.OperationsGetArgs) -> dict[str, Any]:
         return {"operation_id": args.operation_id, "name": "greeter", "kind": "reload",
                 "strategy": "canary", "state": "succeeded", "step": 3, "steps": 3,
@@ -202,6 +210,63 @@ def test_reload_flags_and_wait_for_rollout(node: FakeNode, tmp_path: Path,
     assert args.steps == [10, 50, 100] and args.text == AGENT_MD
     assert node.last("operations.get").operation_id == "op-1"
     assert "succeeded" in capsys.readouterr().out
+
+
+def test_reload_rollout_tunables_reach_the_protocol(node: FakeNode) -> None:
+    assert run(node, "agents", "reload", "greeter", "--strategy", "canary", "--steps", "20,100",
+               "--step-interval", "0.5", "--max-error-rate", "10%", "--max-p99-ratio", "2",
+               "--max-fuel-ratio", "3", "--scale-down-delay", "0") == 0
+    args = node.last("agents.reload")
+    assert args.steps == [20, 100] and args.step_interval_s == 0.5
+    assert args.max_error_rate == pytest.approx(0.10) and args.max_p99_ratio == 2.0
+    assert args.max_fuel_ratio == 3.0 and args.scale_down_delay_s == 0.0
+    assert run(node, "agents", "reload", "greeter", "--max-error-rate", "0.02") == 0
+    args = node.last("agents.reload")
+    assert args.max_error_rate == pytest.approx(0.02) and args.max_p99_ratio is None
+    assert args.scale_down_delay_s is None  # unset flags leave the node's defaults
+    for bad in (["--max-error-rate", "150%"], ["--max-error-rate", "lots"],
+                ["--max-p99-ratio", "0"], ["--scale-down-delay", "-1"],
+                ["--step-interval", "0"]):
+        assert run(node, "agents", "reload", "greeter", *bad) == 2, bad
+
+
+def test_validate_first_and_rollback_on_error_say_they_are_the_default(
+        node: FakeNode, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["agents", "reload", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for flag in ("--validate-first", "--rollback-on-error"):
+        helptext = text.split(flag, 2)[2][:300]  # the option's own line, after the usage
+        assert helptext.lstrip().startswith("states the default; it changes nothing"), helptext
+    # there is no way to turn them off, so the CLI offers none
+    assert run(node, "agents", "reload", "greeter", "--no-validate-first") == 2
+    assert run(node, "agents", "reload", "greeter", "--no-rollback-on-error") == 2
+    assert run(node, "agents", "reload", "greeter", "--validate-first",
+               "--rollback-on-error") == 0
+    args = node.last("agents.reload")
+    assert args.validate_first is True and args.rollback_on_error is True
+
+
+@pytest.mark.parametrize("verb", ["deploy", "reload", "ab-test"])
+def test_json_with_wait_prints_exactly_one_document(node: FakeNode, tmp_path: Path, verb: str,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    md = tmp_path / "greeter.md"
+    md.write_text(AGENT_MD)
+    argv = {"deploy": ["agents", "deploy", str(md), "--strategy", "canary"],
+            "reload": ["agents", "reload", "greeter", "--file", str(md), "--strategy",
+                       "canary"],
+            "ab-test": ["agents", "ab-test", "greeter", "--config-a", str(md), "--config-b",
+                        str(md)]}[verb]
+    capsys.readouterr()
+    assert run(node, "--json", *argv, "--wait") == 0
+    out = capsys.readouterr().out
+    doc = json.loads(out)  # raises "Extra data" if a second document follows
+    assert out.count("\n") == 1
+    assert doc["state"] == "succeeded" and doc["operation_id"] == "op-1"
+    assert doc["change"]["operation_id"] == "op-1" and doc["change"]["name"] == "greeter"
+    # without --wait: the change alone, still one document
+    assert run(node, "--json", *argv) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["operation_id"] == "op-1" and "change" not in doc
 
 
 @pytest.mark.parametrize("verb", ["suspend", "resume", "remove", "promote", "abort",

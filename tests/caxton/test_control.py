@@ -117,6 +117,25 @@ def test_args_validation_names_the_field() -> None:
     assert args.strategy is protocol.ReloadStrategy.CANARY
 
 
+def test_reload_rollout_tunables_and_always_on_flags() -> None:
+    args = protocol.validate_args("agents.reload", {
+        "name": "x", "strategy": "canary", "max_error_rate": 0.1, "max_p99_ratio": 2.0,
+        "max_fuel_ratio": 3.0, "scale_down_delay_s": 0, "step_interval_s": 0.5})
+    assert isinstance(args, protocol.AgentsReloadArgs)
+    assert (args.max_error_rate, args.max_p99_ratio, args.max_fuel_ratio,
+            args.scale_down_delay_s) == (0.1, 2.0, 3.0, 0)
+    for field, bad in (("max_error_rate", 1.5), ("max_error_rate", -0.1),
+                       ("max_p99_ratio", 0), ("max_fuel_ratio", -1),
+                       ("scale_down_delay_s", -1)):
+        with pytest.raises(InvalidArgument) as info:
+            protocol.validate_args("agents.reload", {"name": "x", field: bad})
+        assert info.value.details[0]["field"] == field
+    # validation first and rollback on error are how the node always works: false is refused
+    for flag in ("validate_first", "rollback_on_error"):
+        with pytest.raises(InvalidArgument, match=f"'{flag}' cannot be false"):
+            protocol.validate_args("agents.reload", {"name": "x", flag: False})
+
+
 def test_size_and_split_parsers() -> None:
     assert protocol.parse_size("10MB") == 10 * 1024 * 1024
     assert protocol.parse_size("512kb") == 512 * 1024
