@@ -2,7 +2,8 @@
 
 It talks to a running node over the control port (:mod:`caxton.control.client`) and follows
 its event stream (:mod:`caxton.control.events`). It imports only ``caxton.control``,
-``caxton.errors`` and ``caxton.messages`` — never the runtime — so it starts fast and works
+``caxton.errors``, ``caxton.messages`` and ``caxton.naming`` (the agent-file naming rule it
+shares with the node) — never the runtime — so it starts fast and works
 against a node on another machine. Files (agents to deploy or validate) are read locally and
 sent by content; the node validates them.
 
@@ -15,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 import time
 from collections.abc import Callable
@@ -38,13 +38,12 @@ from caxton.control.protocol import (
     parse_split,
 )
 from caxton.errors import CaxtonError, InvalidArgument
+from caxton.naming import AGENT_SUFFIXES, agent_name_for_file
 
 EXIT_OK = 0
 EXIT_REFUSED = 1
 EXIT_USAGE = 2
 EXIT_UNREACHABLE = 3
-
-AGENT_SUFFIXES = (".md", ".wasm", ".wat")
 
 
 class UsageError(Exception):
@@ -202,11 +201,10 @@ def read_agent_file(path: str | Path) -> dict[str, Any]:
         raise UsageError(f"cannot read {p}: {exc}") from None
 
 
-_NAME_RE = re.compile(r"^name:\s*['\"]?([^'\"\s#]+)", re.MULTILINE)
-
-
 def agent_name_of(path: Path, content: dict[str, Any]) -> str:
-    """Guess the agent name of a file: the frontmatter ``name:`` of a ``.md``, else the stem.
+    """The agent name a file stands for, by the node's rule (:mod:`caxton.naming`): the
+    frontmatter ``name:`` of a ``.md``; a module's stem, or ``<stem>-wasm`` when a config
+    agent beside it already has that name.
 
     Args:
         path: The file.
@@ -216,12 +214,51 @@ def agent_name_of(path: Path, content: dict[str, Any]) -> str:
         The agent name.
     """
     text = content.get("text")
-    if isinstance(text, str) and text.startswith("---"):
-        end = text.find("\n---", 3)
-        match = _NAME_RE.search(text[3:end if end > 0 else None])
-        if match:
-            return match.group(1)
-    return path.stem
+    return agent_name_for_file(path, text if isinstance(text, str) else None)
+
+
+def scan_agent_files(directory: Path, paths: dict[str, Path] | None = None
+                     ) -> dict[Path, tuple[int, int]]:
+    """``{file: (mtime_ns, size)}`` of the agent files under a directory (recursively).
+
+    ``agents watch`` calls it at every poll, so it costs one ``scandir`` per directory and one
+    ``stat`` per agent file, and reuses ``Path`` objects from ``paths``.
+
+    Args:
+        directory: The directory.
+        paths: A cache of path string -> ``Path`` kept by the caller between polls.
+
+    Returns:
+        The signatures (entries that vanish while scanning are left out).
+    """
+    cache: dict[str, Path] = {} if paths is None else paths
+    out: dict[Path, tuple[int, int]] = {}
+    stack = [str(directory)]
+    while stack:
+        try:
+            with os.scandir(stack.pop()) as entries:
+                for entry in entries:
+                    try:
+                        if entry.is_dir(follow_symlinks=False):
+                            stack.append(entry.path)
+                            continue
+                        name = entry.name
+                        dot = name.rfind(".")
+                        if dot <= 0 or name[dot:].lower() not in AGENT_SUFFIXES \
+                                or not entry.is_file():
+                            continue
+                        st = entry.stat()
+                    except OSError:
+                        continue
+                    path = cache.get(entry.path)
+                    if path is None:
+                        if len(cache) > 10_000:  # bounded: a tree with endless new names
+                            cache.clear()
+                        path = cache[entry.path] = Path(entry.path)
+                    out[path] = (st.st_mtime_ns, st.st_size)
+        except OSError:
+            continue
+    return out
 
 
 def _agent_files(directory: Path) -> list[Path]:
@@ -656,15 +693,10 @@ def cmd_watch(ctx: Ctx) -> int:
     if not directory.is_dir():
         raise UsageError(f"{directory} is not a directory")
 
+    paths: dict[str, Path] = {}
+
     def scan() -> dict[Path, tuple[int, int]]:
-        out = {}
-        for p in _agent_files(directory):
-            try:
-                st = p.stat()
-            except OSError:
-                continue
-            out[p] = (st.st_mtime_ns, st.st_size)
-        return out
+        return scan_agent_files(directory, paths)
 
     known = scan()
     known_names = {p: agent_name_of(p, read_agent_file(p)) for p in known}
@@ -679,11 +711,14 @@ def cmd_watch(ctx: Ctx) -> int:
     try:
         while (ns.max_changes is None or handled < ns.max_changes) and not (end and end()):
             now = time.monotonic()
+            wall = time.time()
             current = scan()
             for path, sig in current.items():
                 if known.get(path) != sig:
                     known[path] = sig
-                    changed_at[path] = now
+                    # quiet since its last write (mtime, clamped to one debounce for clock
+                    # skew or preserved mtimes), so the poll interval adds nothing
+                    changed_at[path] = now - min(max(0.0, wall - sig[0] / 1e9), ns.debounce)
             for path in [p for p in known if p not in current]:
                 del known[path]
                 changed_at.pop(path, None)
@@ -696,7 +731,10 @@ def cmd_watch(ctx: Ctx) -> int:
                 ok = _watch_apply(ctx, path, known_names)
                 handled += 1
                 failures += 0 if ok else 1
-            time.sleep(ns.interval)
+            # wake at the next poll, or sooner when a pending change's debounce ends
+            now = time.monotonic()
+            due = [since + ns.debounce - now for since in changed_at.values()]
+            time.sleep(max(0.001, min([ns.interval, *due])))
     except KeyboardInterrupt:
         pass
     return EXIT_OK if failures == 0 else EXIT_REFUSED
@@ -720,7 +758,10 @@ def _watch_apply(ctx: Ctx, path: Path, known_names: dict[Path, str]) -> bool:
             verdict = "valid" if ok else "invalid: " + "; ".join(
                 str(f.get("message", "")) for f in findings)
         elif is_new:
-            result = ctx.call("agents.deploy", {**content, "strategy": ctx.ns.strategy})
+            deploy = {**content, "strategy": ctx.ns.strategy}
+            if "data" in content:  # the node would name a module by its stem alone
+                deploy["name"] = name
+            result = ctx.call("agents.deploy", deploy)
             ok, verdict = True, f"deployed version {result.get('version')}"
         else:
             result = ctx.call("agents.reload", {**content, "name": name,
@@ -947,10 +988,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="reload changed agents (deploy new files); invalid edits are refused "
                         "and the running version keeps serving")
     p.add_argument("--strategy", choices=reload_strategies, help="reload strategy")
-    p.add_argument("--interval", type=float, default=0.5, metavar="S",
-                   help="polling interval (default 0.5 s)")
-    p.add_argument("--debounce", type=float, default=0.3, metavar="S",
-                   help="quiet time before a change is applied (default 0.3 s)")
+    p.add_argument("--interval", type=_positive, default=0.05, metavar="S",
+                   help="polling interval (default 0.05 s)")
+    p.add_argument("--debounce", type=_non_negative, default=0.1, metavar="S",
+                   help="quiet time before a change is applied (default 0.1 s)")
     p.add_argument("--max-changes", type=int, metavar="N", help="stop after N changes")
     p.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
 

@@ -115,13 +115,14 @@ class WatchConfig(BaseModel):
 
     Attributes:
         enabled: Watch the agents dir (``--watch``).
-        debounce: Quiet time after the last change before a file is re-read.
+        debounce: Quiet time after the last change before a file is re-read (default
+            100 ms; the watcher polls every 50 ms, see :mod:`caxton.watch`).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     enabled: bool = False
-    debounce: DurationValue = Field(default=Duration(0.3))
+    debounce: DurationValue = Field(default=Duration(0.1))
 
 
 class HttpClientConfig(BaseModel):

@@ -58,12 +58,11 @@ from caxton.deployment import (
 from caxton.logging import LogHub, configure_logging
 from caxton.messages import Message
 from caxton.metrics import MetricsServer, NodeMetrics
+from caxton.naming import AGENT_SUFFIXES, wasm_agent_name
 from caxton.rollout import AnalysisThresholds, RolloutConfig, RolloutStatus
 
 _log = structlog.get_logger("caxton.node")
 
-AGENT_SUFFIXES = (".md", ".wasm", ".wat")
-"""Files of the agents dir the node loads (top level only)."""
 
 _SEEN_FACT = "node.agents_dir_loaded"
 
@@ -360,7 +359,8 @@ class Node:
     def wasm_name_for(self, path: Path) -> str:
         """Name of the WASM agent a file of the agents dir is deployed as.
 
-        The file stem; when a config agent of the dir already uses that name, the stem with
+        :func:`caxton.naming.wasm_agent_name` (the rule ``caxton agents watch`` uses too):
+        the file stem; when a config agent of the dir already uses that name, the stem with
         ``-wasm`` (``echo.wat`` beside ``echo.md`` becomes ``echo-wasm``).
 
         Args:
@@ -369,16 +369,7 @@ class Node:
         Returns:
             The agent name.
         """
-        stem = path.stem
-        for sibling in path.parent.glob("*.md"):
-            try:
-                parsed = self.manager.validate(sibling.read_text(encoding="utf-8"),
-                                               source=str(sibling))
-            except (OSError, UnicodeDecodeError):
-                continue
-            if parsed.config is not None and parsed.config.name == stem:
-                return f"{stem}-wasm"
-        return stem
+        return wasm_agent_name(path)
 
     def deploy_file(self, path: Path, *, skip_known: bool = False) -> str | None:
         """Deploy one agent file from disk.
