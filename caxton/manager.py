@@ -1440,6 +1440,7 @@ def _relay(source: ReplyFuture, target: ReplyFuture) -> None:
 
 
 def _forward(source: ReplyFuture, target: ReplyFuture) -> None:
+    target.served_by = source.served_by  # before completing: done callbacks read it
     err = source.error
     if err is not None:
         target.fail(err)

@@ -917,14 +917,17 @@ class Node:
         versions = self._versions
 
         def done(reply: Any) -> None:
+            # under the version instance that served it (canary / A-B traffic splits by
+            # version); the current version when it never reached one
             err = reply.error
             if err is None:
-                metrics.record_message(agent, versions.get(agent, ""), time.perf_counter() - t0)
+                metrics.record_message(agent, reply.served_by or versions.get(agent, ""),
+                                       time.perf_counter() - t0)
                 _settle(out, reply.value)
                 return
             code = str(err.code)
             if code not in ("AGENT_NOT_FOUND", "SHUTTING_DOWN") and agent in versions:
-                metrics.record_message(agent, versions.get(agent, ""),
+                metrics.record_message(agent, reply.served_by or versions.get(agent, ""),
                                        time.perf_counter() - t0, code)
             _settle(out, error=err)
 

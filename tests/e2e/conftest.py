@@ -263,3 +263,19 @@ class Helpers:
 def h() -> type[Helpers]:
     """The e2e helpers."""
     return Helpers
+
+
+@pytest.fixture(scope="module")
+def module_node_factory(tmp_path_factory: pytest.TempPathFactory
+                        ) -> Iterator[Callable[..., NodeProc]]:
+    """Build nodes shared by one module's tests (each stopped when the module ends)."""
+    nodes: list[NodeProc] = []
+
+    def make(*extra: str, name: str = "m", **kwargs: Any) -> NodeProc:
+        node = NodeProc(make_root(tmp_path_factory.mktemp(name)), tuple(extra), **kwargs)
+        nodes.append(node)
+        return node
+
+    yield make
+    for node in nodes:
+        node.stop()
