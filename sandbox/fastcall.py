@@ -9,6 +9,13 @@ calls through ``wasmtime_func_call_unchecked`` with a preallocated raw-value buf
 Traps and errors go through wasmtime-py's own ``enter_wasm`` so they surface exactly as they do
 from ``Func.__call__`` (same exception types, same host-exception relay). If those internals are
 missing (a wasmtime-py release that moved them), :func:`fast_call` returns the plain ``Func``.
+
+The per-message store and memory accessors (fuel, epoch deadline, memory base and size, the
+inbox copy) are bound here a second time through :class:`ctypes.PyDLL`, which keeps the GIL
+across the call. They take well under a microsecond; through the plain ``CDLL`` binding each one
+drops and re-takes the GIL, and with other threads waiting every drop can hand the GIL away and
+queue the agent's thread behind them (~8 such drops per message). The guest call itself still
+releases the GIL (it can run for up to its deadline, and the epoch ticker needs the GIL).
 """
 
 from __future__ import annotations
@@ -29,7 +36,94 @@ try:  # wasmtime-py internals; guarded so an API move only costs speed, never co
 except (ImportError, AttributeError):  # pragma: no cover - depends on the installed wasmtime
     _AVAILABLE = False
 
-__all__ = ["FastCall", "fast_call"]
+
+def _held(name: str) -> Any:
+    """The C function ``name`` of wasmtime's library, bound so the call keeps the GIL."""
+    src = getattr(_raw_ffi, "_" + name)
+    fn = getattr(_HELD_DLL, name)
+    fn.restype, fn.argtypes = src.restype, src.argtypes
+    return fn
+
+
+try:
+    _HELD_DLL = ctypes.PyDLL(_raw_ffi.dll._name, handle=_raw_ffi.dll._handle)
+    _SET_FUEL = _held("wasmtime_context_set_fuel")
+    _GET_FUEL = _held("wasmtime_context_get_fuel")
+    _SET_EPOCH = _held("wasmtime_context_set_epoch_deadline")
+    _MEM_DATA = _held("wasmtime_memory_data")
+    _MEM_SIZE = _held("wasmtime_memory_data_size")
+    _MEMMOVE = ctypes.PYFUNCTYPE(ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
+                                 ctypes.c_size_t)(ctypes._memmove_addr)  # type: ignore[attr-defined]
+    _HELD = True
+except (NameError, AttributeError):  # pragma: no cover - depends on the installed wasmtime
+    _HELD = False
+
+__all__ = ["FastCall", "StoreOps", "fast_call"]
+
+
+class StoreOps:
+    """Per-message accessors of one store and its memory that keep the GIL (see module doc).
+
+    Each falls back to the public wasmtime-py method when the internals are missing.
+
+    Args:
+        store: The store.
+        memory: The guest's exported linear memory.
+    """
+
+    __slots__ = ("_ctx", "_fuel", "_memory", "_memref", "_store")
+
+    def __init__(self, store: wasmtime.Store, memory: wasmtime.Memory) -> None:
+        self._store = store
+        self._memory = memory
+        self._ctx = store._context() if _HELD else None
+        self._memref = ctypes.byref(memory._memory) if _HELD else None
+        self._fuel = ctypes.c_uint64(0)
+
+    def set_fuel(self, fuel: int) -> None:
+        """``store.set_fuel(fuel)``."""
+        if not _HELD:
+            self._store.set_fuel(fuel)
+            return
+        error = _SET_FUEL(self._ctx, fuel)
+        if error:
+            raise wasmtime.WasmtimeError._from_ptr(error)
+
+    def get_fuel(self) -> int:
+        """``store.get_fuel()``."""
+        if not _HELD:
+            return self._store.get_fuel()
+        out = self._fuel
+        error = _GET_FUEL(self._ctx, ctypes.byref(out))
+        if error:
+            raise wasmtime.WasmtimeError._from_ptr(error)
+        return int(out.value)
+
+    def set_epoch_deadline(self, ticks: int) -> None:
+        """``store.set_epoch_deadline(ticks)``."""
+        if not _HELD:
+            self._store.set_epoch_deadline(ticks)
+            return
+        _SET_EPOCH(self._ctx, ticks)
+
+    def base(self) -> int:
+        """Address of linear memory (re-read on every use: memory may move when it grows)."""
+        if not _HELD:
+            return ctypes.addressof(self._memory.data_ptr(self._store).contents)
+        return ctypes.addressof(_MEM_DATA(self._ctx, self._memref).contents)
+
+    def size(self) -> int:
+        """``memory.data_len(store)``."""
+        if not _HELD:
+            return self._memory.data_len(self._store)
+        return int(_MEM_SIZE(self._ctx, self._memref))
+
+    def write(self, offset: int, data: bytes) -> None:
+        """Copy ``data`` into linear memory at ``offset`` (bounds checked by the caller)."""
+        if not _HELD:
+            ctypes.memmove(self.base() + offset, data, len(data))
+            return
+        _MEMMOVE(self.base() + offset, data, len(data))
 
 _INT_KINDS = {"i32", "i64"}
 

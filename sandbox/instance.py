@@ -23,7 +23,7 @@ from sandbox.errors import (
     Trap,
     ValidationError,
 )
-from sandbox.fastcall import fast_call
+from sandbox.fastcall import StoreOps, fast_call
 from sandbox.host import CallContext, HostCallbacks, set_context
 from sandbox.policy import WASM_PAGE_BYTES, ResourceLimits, SecurityPolicy
 from sandbox.validate import CustomRule, ValidationReport, validate_and_compile
@@ -67,6 +67,7 @@ class _Live:
         "inbox_ptr",
         "instance",
         "memory",
+        "ops",
         "store",
     )
 
@@ -82,6 +83,7 @@ class _Live:
         if not isinstance(handle, wasmtime.Func) or not isinstance(inbox, wasmtime.Func):
             raise AbiError("guest must export functions 'inbox' and 'handle' (see the guest ABI)")
         self.memory = memory
+        self.ops = StoreOps(store, memory)
         # Called once or twice per message: read their types once (see sandbox.fastcall).
         self.handle: Callable[..., Any] = fast_call(store, handle)
         self.inbox: Callable[..., Any] = fast_call(store, inbox)
@@ -446,7 +448,7 @@ class Sandbox:
         request = max(_MIN_INBOX, 1 << (size - 1).bit_length()) if size else _MIN_INBOX
         for want in dict.fromkeys((request, size)):
             ptr = self._call(live, live.inbox, "inbox", want) & 0xFFFFFFFF
-            if ptr and ptr + want <= live.memory.data_len(live.store):
+            if ptr and ptr + want <= live.ops.size():
                 live.inbox_ptr, live.inbox_capacity = ptr, want
                 return ptr
             if ptr:
@@ -469,7 +471,7 @@ class Sandbox:
 
     def _read_region(self, live: _Live, packed: int, export: str) -> bytes:
         ptr, length = unpack_region(packed)
-        size = live.memory.data_len(live.store)
+        size = live.ops.size()
         if ptr + length > size:
             self._traps += 1
             self._discard("abi_error")
@@ -485,9 +487,10 @@ class Sandbox:
 
     def _call(self, live: _Live, func: Callable[..., Any], export: str, *args: int) -> Any:
         store = live.store
+        ops = live.ops
         fuel = self._limits.fuel
-        store.set_fuel(fuel)
-        store.set_epoch_deadline(self._deadline_ticks)
+        ops.set_fuel(fuel)
+        ops.set_epoch_deadline(self._deadline_ticks)
         ctx = CallContext(self._host, self._policy, self._hash)
         previous = set_context(ctx)
         started = time.monotonic()
@@ -504,7 +507,7 @@ class Sandbox:
                 raise
             raise error from None
         set_context(previous)
-        self._fuel_consumed += fuel - store.get_fuel()
+        self._fuel_consumed += fuel - ops.get_fuel()
         return result
 
     def _translate(
@@ -612,12 +615,12 @@ class _Exclusive:
 
 def _base_address(live: _Live) -> int:
     # Re-read on every use: memory may move when it grows.
-    return ctypes.addressof(live.memory.data_ptr(live.store).contents)
+    return live.ops.base()
 
 
 def _write(live: _Live, ptr: int, data: bytes) -> None:
     # The region was bounds-checked when the inbox was reserved; memory never shrinks.
-    ctypes.memmove(_base_address(live) + ptr, data, len(data))
+    live.ops.write(ptr, data)
 
 
 def _fuel_left(store: wasmtime.Store) -> int:
