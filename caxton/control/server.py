@@ -196,6 +196,7 @@ class ControlServer:
         self._routes: dict[str, _Route] = {}
         self._done: collections.deque[tuple[_Pending, bytes]] = collections.deque()
         self._wake_pending = False
+        self._idle = False
         self._stopping = False
         self._stopped = threading.Event()
         self._drain_deadline = 0.0
@@ -347,7 +348,7 @@ class ControlServer:
             return
         self._drain_deadline = time.monotonic() + timeout
         self._stopping = True
-        self._wake()
+        self._wake_stop()
         if threading.current_thread() is self._thread:
             return
         if self._pool is not None and threading.current_thread().name.startswith(
@@ -376,7 +377,10 @@ class ControlServer:
     # ---------------------------------------------------------------- socket thread
 
     def _wake(self) -> None:
-        if self._wake_pending:
+        if self._wake_pending or not self._idle:
+            # The socket thread is not blocked in recv: it drains the done queue before it
+            # next blocks (it re-checks the queue after setting ``_idle``), so no wake-up
+            # message (and no extra trip through the socket) is needed.
             return
         self._wake_pending = True
         with self._wake_lock:  # the lock is the memory barrier that lets threads share it
@@ -385,6 +389,15 @@ class ControlServer:
                     self._wake_sock.send(b"", zmq.NOBLOCK)
                 except zmq.ZMQError:
                     pass  # at its HWM: a wake-up is already queued
+
+    def _wake_stop(self) -> None:
+        # ``stop`` must wake the thread whatever ``_idle`` says (it may be about to block).
+        with self._wake_lock:
+            if self._wake_sock is not None:
+                try:
+                    self._wake_sock.send(b"", zmq.NOBLOCK)
+                except zmq.ZMQError:
+                    pass
 
     def _run(self) -> None:
         sock = self._sock
@@ -403,10 +416,20 @@ class ControlServer:
                 if want != rcvtimeo:
                     sock.setsockopt(zmq.RCVTIMEO, want)
                     rcvtimeo = want
-                try:
-                    frames = recv_multipart()
-                except zmq.Again:
+                # Completers append to ``done`` and then read ``_idle``; this thread sets
+                # ``_idle`` and then reads ``done`` (the GIL orders both), so a completion is
+                # either seen here or wakes the recv below - never lost, and no wake-up is
+                # sent while this thread is busy.
+                self._idle = True
+                if done:
+                    self._idle = False
                     frames = None
+                else:
+                    try:
+                        frames = recv_multipart()
+                    except zmq.Again:
+                        frames = None
+                    self._idle = False
                 if frames is not None:
                     if frames[0] == wake_id:
                         self._wake_pending = False

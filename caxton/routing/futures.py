@@ -15,6 +15,7 @@ so the router could not otherwise tell when a version finished a message. A
 
 from __future__ import annotations
 
+import queue
 import sys
 import threading
 from collections.abc import Callable
@@ -60,7 +61,13 @@ class ReplyFuture(pykka.ThreadingFuture[Message]):
     """Future of one routed message's reply; see the module docstring for its guarantees."""
 
     def __init__(self) -> None:
-        super().__init__()
+        # Not ThreadingFuture.__init__: its Condition (an RLock plus bookkeeping) costs more
+        # than the rest of a routed message's bookkeeping, and most replies are consumed by a
+        # done callback, never waited on. ``get`` creates a waiter Event only when needed.
+        pykka.Future.__init__(self)
+        self._condition = None  # type: ignore[assignment]
+        self._result = None
+        self._waiter: threading.Event | None = None
         self._state_lock = threading.Lock()
         self._claimed = False
         self._fired = False
@@ -84,6 +91,9 @@ class ReplyFuture(pykka.ThreadingFuture[Message]):
         with self._state_lock:
             self._fired = True
             callbacks, self._callbacks = self._callbacks, []
+            waiter = self._waiter
+        if waiter is not None:
+            waiter.set()
         for callback in callbacks:
             self._run(callback)
 
@@ -102,7 +112,6 @@ class ReplyFuture(pykka.ThreadingFuture[Message]):
         if not self._claim():
             return
         self._value = value
-        super().set(value)
         self._fire()
 
     def set_exception(self, exc_info: ExcInfo | None = None) -> None:
@@ -120,7 +129,8 @@ class ReplyFuture(pykka.ThreadingFuture[Message]):
             return
         err = as_caxton_error(raw)
         self._error = err
-        super().set_exception((type(err), err, exc_info[2] if err is raw else None))
+        if err is raw and exc_info[2] is not None:
+            err = err.with_traceback(exc_info[2])
         self._fire()
 
     def fail(self, error: CaxtonError) -> None:
@@ -172,10 +182,33 @@ class ReplyFuture(pykka.ThreadingFuture[Message]):
             Timeout: No outcome within ``timeout`` (the message may still complete later).
             CaxtonError: The typed error the message ended with.
         """
-        try:
-            return super().get(timeout=timeout)
-        except pykka.Timeout as exc:
-            raise Timeout(f"no reply within {timeout} s") from exc
+        if self._get_hook is not None:  # a derived future (``map``, ``join``)
+            if self._get_hook_result is None:
+                try:
+                    self._get_hook_result = self._get_hook(timeout)
+                except pykka.Timeout as exc:
+                    raise Timeout(f"no reply within {timeout} s") from exc
+            return self._get_hook_result
+        if not self._fired:
+            with self._state_lock:
+                if not self._fired:
+                    if self._waiter is None:
+                        self._waiter = threading.Event()
+                    waiter = self._waiter
+                else:
+                    waiter = None
+            if waiter is not None and not waiter.wait(timeout):
+                raise Timeout(f"no reply within {timeout} s")
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+    def set_get_hook(self, func: Any) -> None:
+        """Make this a derived future whose ``get`` calls ``func(timeout)`` (pykka API)."""
+        with self._state_lock:
+            if self._claimed:
+                raise queue.Full
+            self._get_hook = func
 
 
 __all__ = ["DoneCallback", "ReplyFuture", "as_caxton_error"]
