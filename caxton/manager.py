@@ -208,6 +208,8 @@ class AgentLifecycleManager:
         self.suspend_wait = suspend_wait
         self.store = store
         self._on_event = on_event
+        self.fuel_sink: Callable[[str, str, int], None] | None = None
+        """``sink(agent, version_label, fuel)`` per WASM message (e.g. the node's metrics)."""
         self._seed = seed
         self._pin_ttl = router_pin_ttl
         self._agents: dict[str, _Agent] = {}
@@ -938,7 +940,7 @@ class AgentLifecycleManager:
 
         def start_wasm() -> SupervisedVersionHandle:
             spec = WasmInstanceSpec(agent.name, label, rec.payload, requirements.to_limits(),
-                                    policy)
+                                    policy, on_fuel=self._fuel_reporter(agent, label))
             return self._start_instance(agent, label, lambda: WasmAgentActor.start(spec))
         return start_wasm
 
@@ -1087,7 +1089,8 @@ class AgentLifecycleManager:
                 except Exception as exc:
                     _log.warning("manager.snapshot_failed", agent=agent.name, reason=repr(exc))
             spec = WasmInstanceSpec(agent.name, label, rec.payload, requirements.to_limits(),
-                                    policy, state=state)
+                                    policy, state=state,
+                                    on_fuel=self._fuel_reporter(agent, label))
             return self._start_instance(agent, label, lambda: WasmAgentActor.start(spec))
 
         def adopt() -> None:
@@ -1106,6 +1109,20 @@ class AgentLifecycleManager:
             agent.agent_id, agent.name, version or f"v{number}", number,
             HotReloadConfig(strategy=_hot_strategy(strategy), rollout=rollout),
             module, wait=wait, timeout=timeout)
+
+    def _fuel_reporter(self, agent: _Agent, label: str) -> Callable[[int], None]:
+        """What a WASM instance calls with each message's fuel: the router's per-version
+        window (rollout analysis compares fuel per message) and :attr:`fuel_sink`."""
+        record = agent.router.record_fuel
+        name = agent.name
+
+        def report(fuel: int) -> None:
+            record(label, fuel)
+            sink = self.fuel_sink
+            if sink is not None:
+                sink(name, label, fuel)
+
+        return report
 
     def stop_wasm_agent(self, agent_id: str, timeout: float | None = None) -> OperationResult:
         """Drain a WASM agent (queued messages finish), then stop it (state ``Stopped``)."""

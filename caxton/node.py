@@ -269,6 +269,7 @@ class Node:
             store=self.store,
             on_event=self._on_event,
         )
+        self.manager.fuel_sink = self.metrics.record_fuel  # caxton_fuel_consumed_total
         self._deadlines = _Deadlines()
 
     # ------------------------------------------------------------------ start / stop

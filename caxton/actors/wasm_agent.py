@@ -10,6 +10,7 @@ with backoff and its breaker counts the failure ("sandbox recreation").
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,6 +70,9 @@ class WasmInstanceSpec:
         policy: The security policy the module was validated against.
         state: State handed over from the previous version (the ABI's ``snapshot``), if any.
         host: Host-function callbacks (``env.send``, ``env.log``).
+        on_fuel: Called on the actor's thread with the fuel each message used (also when
+            the call failed, e.g. out of fuel) — how the router's rollout analysis compares
+            fuel per message between versions. It must be cheap and must not block.
     """
 
     agent: str
@@ -78,6 +82,7 @@ class WasmInstanceSpec:
     policy: sb.SecurityPolicy
     state: bytes | None = None
     host: sb.HostCallbacks = field(default_factory=sb.HostCallbacks)
+    on_fuel: Callable[[int], None] | None = field(default=None, compare=False)
 
 
 class WasmAgentActor(Supervised, pykka.ThreadingActor):
@@ -135,9 +140,13 @@ class WasmAgentActor(Supervised, pykka.ThreadingActor):
             )
         box = self._box
         assert box is not None
+        on_fuel = self.spec.on_fuel
+        fuel_before = box.fuel_consumed  # a plain counter read: no extra guest call
         try:
             out = box.handle(msgpack.packb(message.content, use_bin_type=True))
         except sb.SandboxError as exc:
+            if on_fuel is not None:
+                self._report_fuel(on_fuel, box.fuel_consumed - fuel_before)
             err = sandbox_error(exc, self.spec.agent, self.spec.version)
             self._last_error = err.message
             self.fail(err)
@@ -152,7 +161,16 @@ class WasmAgentActor(Supervised, pykka.ThreadingActor):
             )
             self.fail(err)
             raise err from exc
+        if on_fuel is not None:
+            self._report_fuel(on_fuel, box.fuel_consumed - fuel_before)
         return message.reply(content, sender=self.spec.agent)
+
+    def _report_fuel(self, on_fuel: Callable[[int], None], fuel: int) -> None:
+        try:
+            on_fuel(fuel)
+        except Exception as exc:  # a metrics hook must never fail a message
+            _log.warning("wasm_agent.fuel_report_failed", agent=self.spec.agent,
+                         version=self.spec.version, reason=repr(exc))
 
     # -- called through the proxy -------------------------------------------------------------
 

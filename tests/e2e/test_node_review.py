@@ -101,6 +101,13 @@ def test_prometheus_endpoint_counts_messages_of_an_agent(node: Any, tmp_path: Pa
     assert re.search(r'caxton_response_seconds_count\{agent="prom",version="1.0.0"\} 7\.0',
                      text)
     assert "process_resident_memory_bytes" in text
+    # WASM agents report the fuel each message used
+    with node.client() as client:
+        for i in range(3):
+            client.call("message.send", {"agent": "counter", "content": f"f{i}"})
+    fuel = re.search(r'^caxton_fuel_consumed_total\{agent="counter",version="[^"]+"\} (\S+)$',
+                     scrape(node), re.MULTILINE)
+    assert fuel is not None and float(fuel.group(1)) >= 3, fuel
 
 
 def test_logs_follow_prints_records_from_the_event_stream(node: Any, tmp_path: Path) -> None:
