@@ -349,6 +349,28 @@ def test_watch_auto_reload_reports_each_verdict(node: FakeNode, tmp_path: Path,
     assert node.last("agents.reload").rollback_on_error is True
 
 
+def test_watch_deploys_a_new_module_under_the_nodes_name_for_it(
+        node: FakeNode, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """greeter.wat beside greeter.md (which defines 'greeter') is the agent 'greeter-wasm',
+    as the node names it (caxton.naming); the deploy must say so."""
+    (tmp_path / "greeter.md").write_text(AGENT_MD)
+
+    def add_module() -> None:
+        time.sleep(0.3)
+        (tmp_path / "greeter.wat").write_bytes(b"(module)")
+
+    t = threading.Thread(target=add_module)
+    t.start()
+    code = run(node, "--json", "agents", "watch", str(tmp_path), "--auto-reload",
+               "--max-changes", "1", "--duration", "20")
+    t.join()
+    assert code == 0
+    verdict = json.loads(capsys.readouterr().out)
+    assert verdict["agent"] == "greeter-wasm" and verdict["ok"] is True
+    args = node.last("agents.deploy")
+    assert args.name == "greeter-wasm" and args.file_name == "greeter.wat"
+
+
 def test_logs_follow_reads_the_event_stream(node: FakeNode,
                                             capsys: pytest.CaptureFixture[str]) -> None:
     stop = threading.Event()
