@@ -326,25 +326,94 @@ def _render_agents(ctx: Ctx, result: Any, *, show_type: bool = True,
     if not agents:
         ctx.out.print("no agents deployed")
         return
+    if detailed:
+        for agent in agents:
+            _render_agent_detail(ctx, agent)
+        return
     table = Table(box=None, pad_edge=False, header_style="bold")
     table.add_column("NAME")
     if show_type:
         table.add_column("TYPE")
     table.add_column("VERSION")
     table.add_column("STATE")
-    if detailed:
-        table.add_column("VERSIONS")
-        table.add_column("DETAILS")
     for agent in agents:
         row = [str(agent.get("name", ""))]
         if show_type:
             row.append(str(agent.get("agent_type", "")))
         row += [str(agent.get("version", "")), str(agent.get("state", ""))]
-        if detailed:
-            row += [", ".join(map(str, agent.get("versions", []))),
-                    _cell(agent.get("details", {}))]
         table.add_row(*row)
     ctx.out.print(table)
+
+
+def _fmt_ms(value: Any) -> str:
+    return "-" if value is None else f"{float(value):.2f}"
+
+
+def _render_agent_detail(ctx: Ctx, agent: dict[str, Any]) -> None:
+    """One agent as an operator reads it: summary, live instances, lifecycle history."""
+    details = agent.get("details") or {}
+    ctx.out.print(f"[bold]{agent.get('name', '')}[/bold] ({agent.get('agent_type', '')}) "
+                  f"version {agent.get('version', '')}  state {agent.get('state', '')}  "
+                  f"health {agent.get('health', '-')}")
+    summary = Table(box=None, pad_edge=False, show_header=False)
+    summary.add_column(style="dim")
+    summary.add_column()
+    uptime = agent.get("uptime")
+    rows: list[tuple[str, Any]] = [
+        ("versions kept", ", ".join(map(str, agent.get("versions", [])))),
+        ("restarts", agent.get("restarts", 0)),
+        ("last error", agent.get("last_error") or "-"),
+        ("uptime", f"{float(uptime):.1f}s" if uptime is not None else "-"),
+        ("waiting (suspended)", details.get("waiting", 0)),
+    ]
+    if agent.get("agent_type") == "wasm":
+        req = details.get("requirements") or {}
+        rows += [("memory allocated", f"{details.get('memory_allocated', 0)} bytes"),
+                 ("fuel consumed", details.get("fuel_consumed", 0)),
+                 ("limits", f"memory {req.get('memory_bytes', '-')} bytes, fuel "
+                            f"{req.get('fuel', '-')}/message, timeout {req.get('timeout', '-')}s"),
+                 ("policy", details.get("policy", "-"))]
+    else:
+        rows += [("capabilities", ", ".join(details.get("capabilities") or []) or "-"),
+                 ("tools", ", ".join(details.get("tools") or []) or "-"),
+                 ("memory scope", details.get("memory_scope", "-")),
+                 ("memory", _cell(details.get("memory")) if details.get("memory") else "-"),
+                 ("source", details.get("source") or "-")]
+    if details.get("operation_id"):
+        rows.append(("last operation", details["operation_id"]))
+    for key, value in rows:
+        summary.add_row(key, str(value))
+    ctx.out.print(summary)
+    instances = details.get("instances") or []
+    if instances:
+        table = Table(box=None, pad_edge=False, header_style="bold", title_justify="left")
+        for col in ("INSTANCE", "STATE", "WEIGHT", "INFL", "PINS", "BREAKER", "RST", "REQ",
+                    "ERR", "P50ms", "P99ms"):
+            table.add_column(col, no_wrap=True)
+        for i in instances:
+            state = str(i.get("state", ""))
+            if i.get("instance") not in (None, "running") and state != "Stopped":
+                state = f"{state}/{i.get('instance')}"
+            table.add_row(str(i.get("label", i.get("version", ""))), state,
+                          str(i.get("weight", "")), str(i.get("in_flight", "")),
+                          str(i.get("pinned", "")), str(i.get("breaker") or "-"),
+                          str(i.get("restarts", 0)), str(i.get("requests", 0)),
+                          str(i.get("errors", 0)), _fmt_ms(i.get("p50_ms")),
+                          _fmt_ms(i.get("p99_ms")))
+        ctx.out.print(table)
+    history = details.get("lifecycle") or []
+    if history:
+        table = Table(box=None, pad_edge=False, header_style="bold")
+        for col in ("AT", "TRANSITION", "REASON"):
+            table.add_column(col)
+        for rec in history[-10:]:
+            at = rec.get("at")
+            when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(at))) \
+                if isinstance(at, int | float) else str(at)
+            table.add_row(when, f"{rec.get('from')} -> {rec.get('to')}",
+                          str(rec.get("reason") or ""))
+        ctx.out.print(table)
+    ctx.out.print("")
 
 
 def _render_report(ctx: Ctx, report: dict[str, Any], file_name: str | None = None) -> None:
@@ -363,8 +432,18 @@ def _render_report(ctx: Ctx, report: dict[str, Any], file_name: str | None = Non
             table.add_row(str(f.get("severity", "error")), where, str(f.get("message", "")),
                           str(f.get("fix") or ""))
         ctx.out.print(table)
-    for stage in report.get("stages") or []:
-        ctx.out.print(f"  stage {_cell(stage)}")
+    stages = report.get("stages") or []
+    if stages:
+        table = Table(box=None, pad_edge=False, header_style="bold")
+        for col in ("STAGE", "CHECK", "RESULT", "FINDINGS"):
+            table.add_column(col)
+        for stage in stages:
+            status = str(stage.get("status", ""))
+            colour = {"passed": "green", "failed": "red"}.get(status, "yellow")
+            table.add_row(str(stage.get("stage", stage.get("number", ""))),
+                          str(stage.get("name", "")), f"[{colour}]{status}[/{colour}]",
+                          str(len(stage.get("findings") or [])))
+        ctx.out.print(table)
 
 
 def _render_change(ctx: Ctx, result: Any) -> None:
