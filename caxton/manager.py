@@ -24,6 +24,7 @@ from typing import Any
 
 import pykka
 import structlog
+from pykka.messages import ProxyCall
 
 import sandbox as sb
 from caxton import errors
@@ -393,7 +394,7 @@ class AgentLifecycleManager:
             )
 
         spec = ChildSpec(agent.name, start, restart=Restart.PERMANENT, shutdown=s.shutdown + 5)
-        ref = self._root.proxy().start_child(spec).get(timeout=30)
+        ref = _call(self._root, "start_child", spec).get(timeout=30)
         agent.sup = ref
         return ref
 
@@ -409,7 +410,7 @@ class AgentLifecycleManager:
             agent.handles[label] = handle
             agent.child_specs[label] = spec
         try:
-            ref = sup.proxy().start_child(spec).get(timeout=30)
+            ref = _call(sup, "start_child", spec).get(timeout=30)
         except Exception as exc:
             with agent.lock:
                 agent.handles.pop(label, None)
@@ -426,9 +427,8 @@ class AgentLifecycleManager:
         sup = agent.sup
         if sup is not None:
             try:
-                proxy = sup.proxy()
-                proxy.terminate_child(label).get(timeout=(timeout or 10) + 5)
-                proxy.delete_child(label).get(timeout=10)
+                _call(sup, "terminate_child", label).get(timeout=(timeout or 10) + 5)
+                _call(sup, "delete_child", label).get(timeout=10)
             except Exception as exc:  # the supervisor may be gone already
                 _log.debug("manager.stop_instance", agent=agent.name, version=label,
                            reason=repr(exc))
@@ -566,8 +566,8 @@ class AgentLifecycleManager:
         agent.router.close(timeout=5)
         if agent.sup is not None:
             try:
-                self._root.proxy().terminate_child(agent.name).get(timeout=30)
-                self._root.proxy().delete_child(agent.name).get(timeout=10)
+                _call(self._root, "terminate_child", agent.name).get(timeout=30)
+                _call(self._root, "delete_child", agent.name).get(timeout=10)
             except Exception:
                 pass
         for provider in agent.providers:
@@ -1464,6 +1464,14 @@ def _forward(source: ReplyFuture, target: ReplyFuture) -> None:
     else:
         target.set(source.value)
 
+
+def _call(ref: pykka.ActorRef[Any], method: str, *args: Any) -> pykka.Future[Any]:
+    """``ref.proxy().method(*args)`` without building the proxy.
+
+    ``ActorRef.proxy()`` introspects every attribute of the actor on each call (~0.5 ms for a
+    Supervisor, a third of a WASM deploy's time); the message it sends is this same ProxyCall.
+    """
+    return ref.ask(ProxyCall(attr_path=(method,), args=args, kwargs={}), block=False)
 
 def _log_failure(future: ReplyFuture) -> None:
     err = future.error
