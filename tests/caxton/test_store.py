@@ -30,7 +30,7 @@ def deploy(store: NodeStore, name: str, n: int, kind: str = "config", **kw: obje
 
 def test_pragmas_and_schema(store: NodeStore) -> None:
     assert store._conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert store._conn.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL (WAL)
+    assert store._conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
     assert store.schema_version == 1
     assert store.integrity_check() == "ok"
 
