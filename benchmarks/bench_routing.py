@@ -22,6 +22,7 @@ from collections.abc import Callable
 
 import pykka
 
+from benchmarks._logs import quiet_logs
 from caxton.messages import Message
 from caxton.rollout import RolloutConfig, RolloutCoordinator, Strategy
 from caxton.routing import Router, VersionHandle, percentile
@@ -182,6 +183,7 @@ def main() -> None:
     parser.add_argument("--rollbacks", type=int, default=40)
     parser.add_argument("--pin", action="store_true", help="pin the process to one core")
     args = parser.parse_args()
+    quiet_logs()
     if args.pin and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
