@@ -1,6 +1,6 @@
-"""``python -m caxton``: run a node."""
+"""``python -m caxton``: run a node (the daemon; the ``caxton`` CLI is its client)."""
 
-from caxton.cli import node_main
+from caxton.node import main
 
 if __name__ == "__main__":
-    raise SystemExit(node_main())
+    raise SystemExit(main())

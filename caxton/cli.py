@@ -1196,23 +1196,7 @@ def _refused(ctx: Ctx, exc: CaxtonError) -> int:
     return EXIT_REFUSED
 
 
-def node_main(argv: list[str] | None = None) -> int:
-    """Entry point of ``python -m caxton``: run a node (imported lazily, so the CLI itself
-    never loads the runtime).
-
-    Args:
-        argv: Arguments (default ``sys.argv[1:]``).
-
-    Returns:
-        The exit code: 0 after a clean stop, 1 when the node cannot start, 2 for a bad
-        configuration or command line.
-    """
-    from caxton.node import main as run_node
-
-    return run_node(argv)
-
-
-__all__ = ["build_parser", "main", "node_main", "read_agent_file"]
+__all__ = ["build_parser", "main", "read_agent_file"]
 
 if __name__ == "__main__":  # ``python -m caxton.cli`` (same as the ``caxton`` script)
     raise SystemExit(main())
