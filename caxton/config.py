@@ -240,6 +240,8 @@ class NodeConfig(BaseModel):
         log: Logging settings.
         max_frame_size: Largest control frame accepted (ZeroMQ ``MAXMSGSIZE``).
         suspended_queue_bound: Messages held per suspended agent before ``AGENT_SUSPENDED``.
+        cpus: CPUs the node pins itself to (``None``: all). The message path is GIL-bound with
+            thread hand-offs; on the 2-core machine measured, ``[0]`` doubled throughput.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -258,6 +260,18 @@ class NodeConfig(BaseModel):
     log: LogConfig = Field(default_factory=LogConfig)
     max_frame_size: SizeValue = Field(default=ByteSize(4 * 1024 * 1024))
     suspended_queue_bound: int = Field(default=1000, ge=0, le=10_000_000)
+    cpus: tuple[Annotated[int, Field(ge=0)], ...] | None = None
+
+    @field_validator("cpus", mode="before")
+    @classmethod
+    def _cpu_list(cls, value: object) -> object:
+        # ``cpus: "0,1"`` (and the --cpus flag) as well as a YAML list.
+        if isinstance(value, str):
+            try:
+                return tuple(int(part) for part in value.split(",") if part.strip())
+            except ValueError:
+                raise ValueError("must be CPU numbers like 0 or 0,1") from None
+        return value
 
     @field_validator("watch", mode="before")
     @classmethod

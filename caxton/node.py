@@ -1064,7 +1064,33 @@ def build_node_parser() -> argparse.ArgumentParser:
                         help="debug, info, warning, error or critical (default info)")
     parser.add_argument("--drain-timeout", metavar="S",
                         help="how long shutdown drains agents, e.g. 10s (default 10s)")
+    parser.add_argument("--cpus", metavar="LIST",
+                        help="pin the node to these CPUs, e.g. 0 (default: all). The message "
+                             "path hands each message between threads under the GIL; on a "
+                             "2-core machine one CPU ran it about twice as fast")
     return parser
+
+
+def pin_to_cpus(cpus: tuple[int, ...]) -> None:
+    """Pin this process (all its threads, present and future) to ``cpus``.
+
+    Args:
+        cpus: CPU numbers.
+
+    Raises:
+        ConfigError: A CPU this machine does not have, or pinning is unsupported here.
+    """
+    try:
+        os.sched_setaffinity(0, set(cpus))
+        for tid in os.listdir("/proc/self/task"):
+            os.sched_setaffinity(int(tid), set(cpus))
+    except (AttributeError, OSError) as exc:
+        available = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+        raise ConfigError(
+            f"cannot pin the node to CPUs {list(cpus)}: {exc}; this machine offers "
+            f"{available or 'no CPU affinity'} (fix --cpus or `cpus:` in caxton.yaml)"
+        ) from exc
+    _log.info("node.pinned", cpus=list(cpus))
 
 
 def _banner(node: Node) -> str:
@@ -1111,10 +1137,12 @@ def main(argv: list[str] | None = None) -> int:
         "agents_dir": ns.agents_dir, "metrics": ns.metrics,
         "watch.enabled": True if ns.watch else None,
         "insecure": True if ns.insecure else None,
-        "log.level": ns.log_level, "drain_timeout": ns.drain_timeout,
+        "log.level": ns.log_level, "drain_timeout": ns.drain_timeout, "cpus": ns.cpus,
     }
     try:
         config = load_node_config(ns.config, overrides)
+        if config.cpus is not None:
+            pin_to_cpus(config.cpus)  # before any thread starts, so every thread inherits it
     except ConfigError as exc:
         print(f"caxton: {exc.message}", file=sys.stderr)
         return 2
