@@ -1473,6 +1473,7 @@ def _call(ref: pykka.ActorRef[Any], method: str, *args: Any) -> pykka.Future[Any
     """
     return ref.ask(ProxyCall(attr_path=(method,), args=args, kwargs={}), block=False)
 
+
 def _log_failure(future: ReplyFuture) -> None:
     err = future.error
     if err is not None:
