@@ -22,6 +22,7 @@ ROUND_S = 30.0
 
 
 @pytest.mark.soak
+@pytest.mark.timeout(SOAK_S + 300)  # the suite's 180 s per-test limit would cut any real soak
 def test_soak_rss_and_fds_flat(request: pytest.FixtureRequest) -> None:
     if "soak" not in (request.config.getoption("-m") or ""):
         pytest.skip("soak run: select it with -m soak")
