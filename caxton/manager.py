@@ -11,6 +11,7 @@ operation id (``wait=False``) and report through :meth:`reload_status`.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import itertools
 import threading
@@ -43,6 +44,7 @@ from caxton.deployment import (
     AgentType,
     DeploymentConfig,
     HotReloadConfig,
+    HotReloadStrategy,
     OperationResult,
     ResourceRequirements,
 )
@@ -58,6 +60,7 @@ from caxton.memory import MemoryHandle, MemoryStore
 from caxton.messages import Message
 from caxton.rollout import Command, Outcome, RolloutConfig, RolloutCoordinator, RolloutStatus
 from caxton.routing import ReplyFuture, Router
+from caxton.store import RolloutState
 from caxton.tools import ToolRegistry, builtin_registry
 from supervisors import Backoff, ChildSpec, CircuitBreaker, Restart, Supervisor
 
@@ -139,7 +142,7 @@ class _Agent:
         self.parsed: ParsedAgent | None = None
         self.tracker: ConversationTracker | None = None
         self.memory: MemoryHandle | None = None
-        self.providers: list[LLMProvider] = []
+        self.providers: dict[LLMConfig, LLMProvider] = {}  # one per distinct llm section
         # wasm agents
         self.requirements: ResourceRequirements | None = None
         self.policy: sb.SecurityPolicy | None = None
@@ -470,8 +473,10 @@ class AgentLifecycleManager:
     def _config_spec(self, agent: _Agent, parsed: ParsedAgent, label: str) -> ConfigInstanceSpec:
         config = parsed.unwrap()
         assert parsed.prompts is not None and agent.tracker is not None
-        provider = provider_for(config.llm or self.default_llm, agent=agent.name)
-        agent.providers.append(provider)
+        llm = config.llm or self.default_llm
+        provider = agent.providers.get(llm)
+        if provider is None:  # versions with the same llm section share one provider/client
+            provider = agent.providers[llm] = provider_for(llm, agent=agent.name)
         tools = self.tools.view(agent.name, config.tools)
         return ConfigInstanceSpec(agent.name, label, config, parsed.prompts, provider, tools,
                                   agent.memory, agent.tracker)
@@ -570,7 +575,7 @@ class AgentLifecycleManager:
                 _call(self._root, "delete_child", agent.name).get(timeout=10)
             except Exception:
                 pass
-        for provider in agent.providers:
+        for provider in agent.providers.values():
             _quiet(provider.close)
 
     def reload(self, name: str, text: str | None = None, *, strategy: str = "immediate",
@@ -659,7 +664,7 @@ class AgentLifecycleManager:
         if config_a is not None and agent.parsed is not None and config_a != agent.parsed.text:
             self.reload(name, config_a, wait=True)
         base = rollout or RolloutConfig()
-        cfg = RolloutConfig(**{**_fields(base), "split": tuple(split)})
+        cfg = dataclasses.replace(base, split=(split[0], split[1]))
         return self.reload(name, config_b, strategy="ab-test", rollout=cfg, wait=False)
 
     def promote(self, name: str, *, timeout: float = 10.0) -> RolloutStatus:
@@ -716,7 +721,7 @@ class AgentLifecycleManager:
         self._check_open()
         executor = self.rollouts.start(agent.router, strategy, new_version=label,
                                        start_new=start_new, old_version=agent.current_label,
-                                       config=rollout or _default_rollout(strategy))
+                                       config=rollout)
         op_id = uuid.uuid4().hex[:12]
         agent.operation_id = op_id
         self._emit(agent.name, "rollout.started",
@@ -1263,8 +1268,6 @@ class AgentLifecycleManager:
                                record: VersionRecord, op_id: str) -> None:
         if self.store is None:
             return
-        from caxton.store import RolloutState
-
         self.store.deploy_version(
             agent.name, version, record.payload, version_number=record.version_number,
             metadata=record.metadata, make_current=False,
@@ -1434,7 +1437,7 @@ class AgentLifecycleManager:
         except Exception as exc:
             _log.warning("manager.root_stop_failed", reason=repr(exc))
         for agent in agents:
-            for provider in agent.providers:
+            for provider in agent.providers.values():
                 _quiet(provider.close)
         if self._memory_owned:
             self.memory_store.close()
@@ -1497,19 +1500,7 @@ def _start_error(agent: _Agent, label: str, exc: BaseException) -> errors.Caxton
         f"agent {agent.name!r} version {label!r} failed to start: {exc}")
 
 
-def _fields(cfg: RolloutConfig) -> dict[str, Any]:
-    import dataclasses
-
-    return {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}
-
-
-def _default_rollout(strategy: str) -> RolloutConfig | None:
-    return None
-
-
-def _hot_strategy(strategy: str) -> Any:
-    from caxton.deployment import HotReloadStrategy
-
+def _hot_strategy(strategy: str) -> HotReloadStrategy:
     try:
         return HotReloadStrategy(strategy)
     except ValueError:
