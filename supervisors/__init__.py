@@ -23,6 +23,7 @@ Example::
 from supervisors.backoff import Backoff
 from supervisors.breaker import BreakerState, CircuitBreaker
 from supervisors.child import ChildExit, ExitReason, Supervised
+from supervisors.dispatch import Dispatcher, PooledActor, default_dispatcher
 from supervisors.errors import (
     ChildAlreadyExistsError,
     ChildNotFoundError,
@@ -53,9 +54,11 @@ __all__ = [
     "ChildStartError",
     "ChildState",
     "CircuitBreaker",
+    "Dispatcher",
     "ExitReason",
     "Listener",
     "NotSupervisedError",
+    "PooledActor",
     "Restart",
     "RestartIntensity",
     "RestartIntensityExceeded",
@@ -65,5 +68,6 @@ __all__ = [
     "SupervisorError",
     "TimerHandle",
     "TimerService",
+    "default_dispatcher",
     "shared_timer",
 ]

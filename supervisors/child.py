@@ -113,7 +113,7 @@ class Supervised(pykka.Actor):
 
     Put it before the pykka actor class::
 
-        class Worker(Supervised, pykka.ThreadingActor):
+        class Worker(Supervised, pykka.ThreadingActor):   # or PooledActor
             ...
 
     Exits are reported with their reason: a normal ``stop()`` is normal; an
@@ -171,6 +171,18 @@ class Supervised(pykka.Actor):
         self._sv_thread = threading.get_ident()
         try:
             super()._actor_loop()
+        finally:
+            self._sv_report()
+
+    # -- the same two hooks for a PooledActor (run by a dispatcher, not a thread) -------
+
+    def _pool_slice_begin(self) -> None:
+        self._sv_thread = threading.get_ident()  # "own thread" = the one running it now
+        super()._pool_slice_begin()  # type: ignore[misc]
+
+    def _pool_finished(self) -> None:
+        try:
+            super()._pool_finished()  # type: ignore[misc]
         finally:
             self._sv_report()
 

@@ -24,6 +24,7 @@ from supervisors import events as ev
 from supervisors.backoff import Backoff
 from supervisors.breaker import BreakerState, CircuitBreaker
 from supervisors.child import ChildExit, ExitReason, Supervised, attach, capture_started
+from supervisors.dispatch import PooledActor
 from supervisors.errors import (
     ChildAlreadyExistsError,
     ChildNotFoundError,
@@ -161,7 +162,7 @@ _DEFAULT_BREAKER = CircuitBreaker()
 _names = itertools.count(1)
 
 
-class Supervisor(Supervised, pykka.ThreadingActor):
+class Supervisor(Supervised, PooledActor):
     """An OTP-style supervisor with backoff and a circuit breaker per child.
 
     Start it with :meth:`start`; drive it through its proxy, e.g.
