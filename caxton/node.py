@@ -303,8 +303,13 @@ class Node:
         if self.config.metrics_address is not None:
             host, port = self.config.metrics_address
             self.metrics_server = self.metrics.serve(host, port)
+        from supervisors import default_dispatcher
+
+        # The port's thread runs WASM guest calls for message.send itself (see
+        # supervisors.dispatch): no thread hand-off on the hot path.
         server = ControlServer(self.config.control, curve=curve, insecure=self.config.insecure,
-                               max_message_size=self.config.max_frame_size)
+                               max_message_size=self.config.max_frame_size,
+                               executor=default_dispatcher())
         self._register(server)
         server.start()
         self.server = server

@@ -15,13 +15,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import msgpack
-import pykka
 import structlog
 
 import sandbox as sb
 from caxton import errors
 from caxton.messages import Message
-from supervisors import Supervised
+from supervisors import PooledActor, Supervised
 
 _log = structlog.get_logger("caxton.wasm_agent")
 
@@ -85,12 +84,19 @@ class WasmInstanceSpec:
     on_fuel: Callable[[int], None] | None = field(default=None, compare=False)
 
 
-class WasmAgentActor(Supervised, pykka.ThreadingActor):
+class WasmAgentActor(Supervised, PooledActor):
     """A running WASM agent-version instance.
+
+    It runs on the shared dispatcher, not a thread of its own, and is ``inline``: a guest
+    call is short and bounded by the sandbox's fuel and deadline, so the control port's
+    thread may run it right after reading the request (no thread hand-off). An instance
+    whose recent messages were slow (a fuel-hungry guest) goes back to the pool's workers.
 
     Args:
         spec: What to run.
     """
+
+    inline = True
 
     def __init__(self, spec: WasmInstanceSpec) -> None:
         super().__init__()

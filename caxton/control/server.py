@@ -28,7 +28,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, is_dataclass
 from enum import Enum
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import msgpack
 import structlog
@@ -89,6 +89,20 @@ def pack(value: Any) -> bytes:
         TypeError: A value inside has no msgpack encoding.
     """
     return msgpack.packb(value, use_bin_type=True, default=_encode_default)
+
+
+class LocalExecutor(Protocol):
+    """Work the socket thread may run itself (see :class:`supervisors.Dispatcher`).
+
+    The socket thread calls :meth:`adopt` once, :meth:`run_pending` after each request it
+    handled (before it blocks again), and :meth:`release` when it ends.
+    """
+
+    def adopt(self) -> None: ...
+
+    def run_pending(self) -> int: ...
+
+    def release(self) -> None: ...
 
 
 @dataclass(slots=True)
@@ -168,6 +182,9 @@ class ControlServer:
         future_timeout: Seconds a waiter thread waits on a pykka-style future before replying
             ``TIMEOUT``.
         sndhwm: Per-peer send high-water mark of the ROUTER socket.
+        executor: Lets the socket thread run quick actors that a non-blocking handler made
+            runnable (a WASM agent's guest call for ``message.send``) itself, right after the
+            request, instead of handing them to another thread; ``None`` = never.
 
     Raises:
         InsecureBind: (from :meth:`start`) a public bind without CURVE or ``insecure``.
@@ -184,6 +201,7 @@ class ControlServer:
         max_in_flight: int = 10_000,
         future_timeout: float = 600.0,
         sndhwm: int = 10_000,
+        executor: LocalExecutor | None = None,
     ) -> None:
         self._requested_endpoint = endpoint
         self._curve = curve
@@ -193,6 +211,7 @@ class ControlServer:
         self._max_in_flight = max_in_flight
         self._future_timeout = future_timeout
         self._sndhwm = sndhwm
+        self._executor = executor
         self._routes: dict[str, _Route] = {}
         self._done: collections.deque[tuple[_Pending, bytes]] = collections.deque()
         self._wake_pending = False
@@ -406,6 +425,10 @@ class ControlServer:
         wake_id = self._wake_id
         done = self._done
         rcvtimeo = -1
+        executor = self._executor
+        run_pending = executor.run_pending if executor is not None else None
+        if executor is not None:
+            executor.adopt()
         try:
             while True:
                 if self._stopping and (
@@ -438,6 +461,11 @@ class ControlServer:
                             self._handle(sock, frames, time.perf_counter_ns())
                         except Exception as exc:  # a bug must cost one reply, not the port
                             self._handle_bug(sock, frames, exc)
+                        if run_pending is not None:
+                            try:
+                                run_pending()
+                            except Exception:  # pragma: no cover - actors catch their own
+                                log.exception("control_local_work_crashed")
                 while done:
                     pending, frame = done.popleft()
                     self._in_flight -= 1
@@ -447,6 +475,8 @@ class ControlServer:
         except Exception:  # pragma: no cover - a bug here must be visible, not silent
             log.exception("control_port_crashed")
         finally:
+            if executor is not None:
+                executor.release()
             self._close()
 
     def _close(self) -> None:
@@ -726,4 +756,5 @@ def serve_forever(server: ControlServer) -> None:  # pragma: no cover - convenie
     server.wait_stopped()
 
 
-__all__ = ["ControlServer", "Handler", "LatencyRecorder", "pack", "serve_forever"]
+__all__ = ["ControlServer", "Handler", "LatencyRecorder", "LocalExecutor", "pack",
+           "serve_forever"]
