@@ -92,6 +92,12 @@ class Dispatcher:
             raise ValueError(f"throughput must be >= 1, got {throughput!r}")
         if inline_budget < 0:
             raise ValueError(f"inline_budget must be >= 0 seconds, got {inline_budget!r}")
+        # Both are wait timeouts: at 0 or below the watchdog (stall_after) or an idle
+        # worker (idle_timeout) would spin on its condition instead of sleeping.
+        if not stall_after > 0:
+            raise ValueError(f"stall_after must be > 0 seconds, got {stall_after!r}")
+        if not idle_timeout > 0:
+            raise ValueError(f"idle_timeout must be > 0 seconds, got {idle_timeout!r}")
         self.name = name
         self.min_workers = min_workers
         self.max_workers = max_workers
@@ -151,6 +157,12 @@ class Dispatcher:
                         self._workers -= 1
                         return
                 box = queue.popleft()
+                if queue and not self._watching:
+                    # Others wait behind ``box``, which may block this worker. _submit did
+                    # not wake the watchdog for them if it counted this worker as idle
+                    # (it counts as idle from its notify until it wakes), so wake it now.
+                    self._watching = True
+                    self._watch_cond.notify()
             box.run(from_pool=True)
 
     def _watch(self) -> None:
@@ -294,11 +306,11 @@ class _Mailbox:
         q = self._q
         stopped = actor.actor_stopped
         actor._pool_slice_begin()
-        t0 = time.perf_counter_ns()
         handled = 0
         if not self._started:
             self._started = True
             actor._actor_loop_setup()
+        t0 = time.perf_counter_ns()  # after on_start: the cost estimate is per message
         budget = dispatcher.throughput
         while handled < budget and not stopped.is_set():
             try:
@@ -314,10 +326,10 @@ class _Mailbox:
             actor._pool_finished()
             return
         if handled:
+            # A moving average, so one pause (a GC, a preempted thread) does not demote an
+            # actor, while a guest that is slow every time is demoted after a message or two.
             cost = (time.perf_counter_ns() - t0) // handled
             self._cost_ns += (cost - self._cost_ns) >> _EWMA_SHIFT
-            if cost > self._cost_ns:  # a slow message demotes at once; recovery is gradual
-                self._cost_ns = cost
         with self._lock:
             if not q:
                 self._scheduled = False
