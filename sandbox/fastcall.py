@@ -27,6 +27,7 @@ from typing import Any
 import wasmtime
 
 try:  # wasmtime-py internals; guarded so an API move only costs speed, never correctness
+    from wasmtime import _bindings as _raw_bindings
     from wasmtime import _ffi as _raw_ffi
     from wasmtime._func import enter_wasm as _enter_wasm
 
@@ -39,7 +40,7 @@ except (ImportError, AttributeError):  # pragma: no cover - depends on the insta
 
 def _held(name: str) -> Any:
     """The C function ``name`` of wasmtime's library, bound so the call keeps the GIL."""
-    src = getattr(_raw_ffi, "_" + name)
+    src = getattr(_raw_bindings, "_" + name)  # the raw ctypes function (argtypes, restype)
     fn = getattr(_HELD_DLL, name)
     fn.restype, fn.argtypes = src.restype, src.argtypes
     return fn
