@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import heapq
-import itertools
 import logging
 import os
 import signal
@@ -32,7 +30,7 @@ import sys
 import threading
 import time
 from collections import deque
-from concurrent.futures import Future, InvalidStateError
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -124,70 +122,127 @@ class _Operation:
     last: dict[str, Any] | None = None
 
 
-class _Deadlines:
-    """Fails ``message.send`` replies that outlive their timeout (one sweeper thread)."""
+class _SendOutcome:
+    """The control-port future of one ``message.send``: the first outcome wins.
+
+    Cheaper than :class:`concurrent.futures.Future` (one lock, no condition variable) because
+    it is made for every message and only ever consumed by the port's done callback.
+    """
+
+    __slots__ = ("_callbacks", "_done", "_error", "_lock", "_value")
 
     def __init__(self) -> None:
-        self._heap: list[tuple[float, int, Future[Any], str, float]] = []
-        self._seq = itertools.count()
         self._lock = threading.Lock()
+        self._callbacks: list[Callable[[_SendOutcome], None]] = []
+        self._done = False
+        self._value: Any = None
+        self._error: BaseException | None = None
+
+    def _complete(self, value: Any, error: BaseException | None) -> None:
+        with self._lock:
+            if self._done:
+                return  # the deadline and the reply raced; the first one wins
+            self._done = True
+            self._value, self._error = value, error
+            callbacks, self._callbacks = self._callbacks, []
+        for callback in callbacks:
+            callback(self)
+
+    def set_result(self, value: Any) -> None:
+        """Complete with ``value`` (ignored once complete)."""
+        self._complete(value, None)
+
+    def set_exception(self, error: BaseException) -> None:
+        """Complete with ``error`` (ignored once complete)."""
+        self._complete(None, error)
+
+    def add_done_callback(self, callback: Callable[[_SendOutcome], None]) -> None:
+        """Call ``callback(self)`` once complete (at once if it is)."""
+        with self._lock:
+            if not self._done:
+                self._callbacks.append(callback)
+                return
+        callback(self)
+
+    def done(self) -> bool:
+        """Whether an outcome is set."""
+        return self._done
+
+    def exception(self) -> BaseException | None:
+        """The error of a completed outcome, or None."""
+        return self._error
+
+    def result(self) -> Any:
+        """The value of a completed outcome (raises its error)."""
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
+class _Deadlines:
+    """Fails ``message.send`` replies that outlive their timeout (one sweeper thread).
+
+    One FIFO per distinct timeout value: entries of one FIFO expire in the order they were
+    added (a monotonic clock), so adding is an append (no heap, no lock: ``deque.append`` is
+    atomic) and the sweeper pops expired or answered entries from the left.
+    """
+
+    def __init__(self) -> None:
+        self._fifos: dict[float, deque[tuple[float, _SendOutcome, str]]] = {}
+        self._fifos_lock = threading.Lock()
         self._stop = threading.Event()
         self._wake = threading.Event()
+        self._idle = True
         self._thread = threading.Thread(target=self._run, name="caxton-deadlines", daemon=True)
         self._thread.start()
 
-    def add(self, future: Future[Any], agent: str, timeout: float) -> None:
+    def add(self, future: _SendOutcome, agent: str, timeout: float) -> None:
         """Fail ``future`` with ``TIMEOUT`` unless it completes within ``timeout`` seconds."""
-        with self._lock:
-            was_empty = not self._heap
-            heapq.heappush(self._heap, (time.monotonic() + timeout, next(self._seq), future,
-                                        agent, timeout))
-        if was_empty:
+        fifo = self._fifos.get(timeout)
+        if fifo is None:
+            with self._fifos_lock:
+                fifo = self._fifos.setdefault(timeout, deque())
+        fifo.append((time.monotonic() + timeout, future, agent))
+        if self._idle:
+            self._idle = False
             self._wake.set()  # the sweeper sleeps while nothing is pending
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            with self._lock:
-                idle = not self._heap
-            if idle:
+            if self._idle:
                 self._wake.wait()
                 self._wake.clear()
                 continue
             if self._stop.wait(0.05):
                 break
             now = time.monotonic()
-            expired = []
-            with self._lock:
-                while self._heap and self._heap[0][0] <= now:
-                    expired.append(heapq.heappop(self._heap))
-                while self._heap and self._heap[0][2].done():
-                    heapq.heappop(self._heap)  # answered long ago: drop early
-            for _, _, future, agent, timeout in expired:
-                if not future.done():
-                    _settle(future, error=errors.Timeout(
-                        f"agent {agent!r} did not reply within {timeout:g}s; the message may "
-                        "still be processed, its reply is dropped"))
+            pending = False
+            for timeout, fifo in list(self._fifos.items()):
+                while fifo:
+                    deadline, future, agent = fifo[0]
+                    if not future.done():
+                        if deadline > now:
+                            break
+                        future.set_exception(errors.Timeout(
+                            f"agent {agent!r} did not reply within {timeout:g}s; the message "
+                            "may still be processed, its reply is dropped"))
+                    fifo.popleft()  # only this thread pops
+                pending = pending or bool(fifo)
+            if not pending:
+                self._idle = True
+                # an add() between the scan and here saw _idle False and did not wake us:
+                if any(self._fifos.values()):
+                    self._idle = False
 
     def close(self) -> None:
         """Stop the sweeper, failing what is still pending with ``SHUTTING_DOWN``."""
         self._stop.set()
         self._wake.set()
         self._thread.join(2)
-        with self._lock:
-            pending, self._heap = self._heap, []
-        for _, _, future, _, _ in pending:
-            if not future.done():
-                _settle(future, error=errors.ShuttingDown("the node stopped before the reply"))
-
-
-def _settle(future: Future[Any], value: Any = None, error: BaseException | None = None) -> None:
-    try:
-        if error is not None:
-            future.set_exception(error)
-        else:
-            future.set_result(value)
-    except InvalidStateError:
-        pass  # the deadline and the reply raced; the first one wins
+        for fifo in list(self._fifos.values()):
+            while fifo:
+                _, future, _ = fifo.popleft()
+                future.set_exception(errors.ShuttingDown("the node stopped before the reply"))
 
 
 def _iso_to_epoch(stamp: Any) -> float | None:
@@ -905,21 +960,22 @@ class Node:
                                    "(ids are kept until the node restarts)")
         return self._operation_map(op)
 
-    def h_message_send(self, args: p.MessageSendArgs) -> Future[Any]:
+    def h_message_send(self, args: p.MessageSendArgs) -> _SendOutcome:
         """``message.send`` (non-blocking): route and reply from the reply's callback.
 
         Args:
             args: The validated arguments.
 
         Returns:
-            A future of the reply message (or the typed error, or ``TIMEOUT``).
+            A future of the reply message in its wire form (or the typed error, or
+            ``TIMEOUT``).
         """
         self._check_accepting()
-        msg = Message(receiver=args.agent, content=args.content, sender=args.sender,
-                      conversation_id=args.conversation_id)
-        out: Future[Any] = Future()
-        t0 = time.perf_counter()
         agent = args.agent
+        msg = Message(receiver=agent, content=args.content, sender=args.sender,
+                      conversation_id=args.conversation_id)
+        out = _SendOutcome()
+        t0 = time.perf_counter()
         metrics = self.metrics
         versions = self._versions
 
@@ -930,16 +986,16 @@ class Node:
             if err is None:
                 metrics.record_message(agent, reply.served_by or versions.get(agent, ""),
                                        time.perf_counter() - t0)
-                _settle(out, reply.value)
+                out.set_result(reply.value.to_wire())
                 return
             code = str(err.code)
             if code not in ("AGENT_NOT_FOUND", "SHUTTING_DOWN") and agent in versions:
                 metrics.record_message(agent, reply.served_by or versions.get(agent, ""),
                                        time.perf_counter() - t0, code)
-            _settle(out, error=err)
+            out.set_exception(err)
 
         self.manager.route(msg).add_done_callback(done)
-        if not out.done():
+        if not out._done:
             self._deadlines.add(out, agent, args.timeout)
         return out
 
