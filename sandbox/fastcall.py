@@ -6,8 +6,9 @@ only calls exports whose signatures validation stage 4 already checked (``i32``/
 parameters, at most one ``i32``/``i64`` result), so :class:`FastCall` reads the type once and
 calls through ``wasmtime_func_call_unchecked`` with a preallocated raw-value buffer.
 
-Traps and errors go through wasmtime-py's own ``enter_wasm`` so they surface exactly as they do
-from ``Func.__call__`` (same exception types, same host-exception relay). If those internals are
+Traps and errors are raised the way wasmtime-py's ``enter_wasm`` raises them (the same steps,
+inlined: a context manager per message cost more than the guest call), so they surface exactly
+as they do from ``Func.__call__`` (same exception types, same host-exception relay). If those internals are
 missing (a wasmtime-py release that moved them), :func:`fast_call` returns the plain ``Func``.
 
 The per-message store and memory accessors (fuel, epoch deadline, memory base and size, the
@@ -29,7 +30,8 @@ import wasmtime
 try:  # wasmtime-py internals; guarded so an API move only costs speed, never correctness
     from wasmtime import _bindings as _raw_bindings
     from wasmtime import _ffi as _raw_ffi
-    from wasmtime._func import enter_wasm as _enter_wasm
+    from wasmtime._func import Trap as _WasmTrap
+    from wasmtime._func import maybe_raise_last_exn as _raise_last_exn
 
     _CALL_UNCHECKED = _raw_ffi.wasmtime_func_call_unchecked
     _VAL_RAW = _raw_ffi.wasmtime_val_raw_t
@@ -142,7 +144,8 @@ class FastCall:
         result: Kind of the result, or ``None``.
     """
 
-    __slots__ = ("_buf", "_func", "_func_ref", "_nparams", "_params", "_result", "_size")
+    __slots__ = ("_buf", "_func", "_func_ref", "_nparams", "_params", "_result", "_size",
+                 "_trap", "_trap_ref")
 
     def __init__(self, func: wasmtime.Func, params: tuple[str, ...], result: str | None) -> None:
         self._func = func  # keeps the handle alive
@@ -152,6 +155,12 @@ class FastCall:
         self._result = result
         self._size = max(len(params), 1 if result else 0, 1)
         self._buf = (_VAL_RAW * self._size)()
+        self._new_trap_slot()
+
+    def _new_trap_slot(self) -> None:
+        # A NULL ``wasm_trap_t*`` the call fills on a trap; reused while no trap happens.
+        self._trap = ctypes.POINTER(_raw_ffi.wasm_trap_t)()
+        self._trap_ref = ctypes.byref(self._trap)
 
     def __call__(self, store: wasmtime.Store, *args: int) -> Any:
         """Call the export; same results and exceptions as ``Func.__call__``."""
@@ -164,10 +173,18 @@ class FastCall:
                 buf[i].i32 = value
             else:
                 buf[i].i64 = value
-        with _enter_wasm(store) as trap:
-            error = _CALL_UNCHECKED(store._context(), self._func_ref, buf, self._size, trap)
-            if error:
-                raise wasmtime.WasmtimeError._from_ptr(error)
+        # What wasmtime-py's ``enter_wasm`` does around a call, without the context manager.
+        error = _CALL_UNCHECKED(store._context(), self._func_ref, buf, self._size,
+                                self._trap_ref)
+        if error:
+            exc = wasmtime.WasmtimeError._from_ptr(error)
+            _raise_last_exn()  # a host function's exception takes precedence, as there
+            raise exc
+        if self._trap:
+            trap = _WasmTrap._from_ptr(self._trap)  # takes ownership of the trap
+            self._new_trap_slot()
+            _raise_last_exn()
+            raise trap
         if self._result is None:
             return None
         return buf[0].i32 if self._result == "i32" else buf[0].i64

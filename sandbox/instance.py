@@ -122,6 +122,8 @@ class Sandbox:
         self._memories = max(1, sum(1 for _ in (report.info.memories if report.info else ())))
         self._deadline_ticks = ticker.ticks_for(limits.timeout)
         self._hash = compiled.sha256
+        # One call context, reset per call: a sandbox runs one call at a time (_busy).
+        self._ctx = CallContext(host, policy, self._hash)
         self._live: _Live | None = None
         self._busy = threading.Lock()
         self._closed = False
@@ -491,7 +493,9 @@ class Sandbox:
         fuel = self._limits.fuel
         ops.set_fuel(fuel)
         ops.set_epoch_deadline(self._deadline_ticks)
-        ctx = CallContext(self._host, self._policy, self._hash)
+        ctx = self._ctx
+        ctx.host_calls = 0
+        ctx.abort = None
         previous = set_context(ctx)
         started = time.monotonic()
         try:

@@ -186,6 +186,10 @@ class Supervised(pykka.Actor):
         finally:
             self._sv_report()
 
+    def _pool_slice_end(self) -> None:
+        self._sv_thread = None  # between turns no thread is "its own"
+        super()._pool_slice_end()  # type: ignore[misc]
+
     def _handle_failure(self, exception_type: Any, exception_value: Any, traceback: Any) -> None:
         if isinstance(exception_value, BaseException):
             self._sv_record(ExitReason.from_exception(exception_value))

@@ -324,7 +324,9 @@ class _Mailbox:
                 self.finished = True
             actor._actor_loop_teardown()
             actor._pool_finished()
+            actor._pool_slice_end()
             return
+        actor._pool_slice_end()
         if handled:
             # A moving average, so one pause (a GC, a preempted thread) does not demote an
             # actor, while a guest that is slow every time is demoted after a message or two.
@@ -385,6 +387,9 @@ class PooledActor(pykka.Actor):
 
     def _pool_finished(self) -> None:
         """Called once, after the actor stopped and its mailbox was drained."""
+
+    def _pool_slice_end(self) -> None:
+        """Called as the running thread leaves this actor (it may run elsewhere next)."""
 
     def _pool_handle(self, envelope: Any) -> None:
         # The body of pykka's Actor._actor_loop_running, for one envelope.

@@ -128,6 +128,12 @@ class WasmAgentActor(Supervised, PooledActor):
         if self._box is not None:
             self._box.close()
 
+    def _handle_receive(self, message: Any) -> Any:
+        # The hot path: an agent Message skips pykka's four proxy/stop isinstance checks.
+        if type(message) is Message:
+            return self.on_receive(message)
+        return super()._handle_receive(message)
+
     def on_receive(self, message: Any) -> Any:
         """Handle one agent message.
 

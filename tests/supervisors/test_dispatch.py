@@ -704,3 +704,29 @@ def test_fail_from_outside_the_pooled_actor_raises_runtime_error(recorder: Event
 def test_bad_dispatcher_arguments_are_refused_by_name(kwargs: dict[str, Any], names: str) -> None:
     with pytest.raises(ValueError, match=names):
         Dispatcher("test-dispatch-invalid", **kwargs)
+
+
+class _InlineChild(Supervised, PooledActor):
+    inline = True
+
+    def on_receive(self, message: Any) -> Any:
+        return threading.get_ident()
+
+
+def test_fail_is_refused_on_a_thread_that_ran_the_actor_once_its_turn_ended() -> None:
+    d = _dispatcher()
+    ref = _on(d, _InlineChild).start()
+    ref.ask("warm-up", block=True, timeout=5)  # on_start done, mailbox idle
+    wait_until(lambda: not ref.actor_inbox._scheduled)  # type: ignore[attr-defined]
+    d.adopt()
+    try:
+        future = ref.ask("who", block=False)
+        d.run_pending()
+        assert future.get(timeout=5) == threading.get_ident()  # it ran on this thread...
+    finally:
+        d.release()
+    actor = ref._actor_weakref()
+    assert isinstance(actor, _InlineChild)
+    with pytest.raises(RuntimeError, match=r"own thread"):  # ...but its turn is over
+        actor.fail(ValueError("after its turn"))
+    ref.stop()
