@@ -312,6 +312,9 @@ class _Mailbox:
             actor._actor_loop_setup()
         t0 = time.perf_counter_ns()  # after on_start: the cost estimate is per message
         budget = dispatcher.throughput
+        # On a caller's thread a turn also ends after ``inline_budget`` of work, so a guest
+        # that turned slow costs the caller one message, not a whole turn of them.
+        until = 0 if from_pool else t0 + dispatcher.inline_budget_ns
         while handled < budget and not stopped.is_set():
             try:
                 envelope = q.popleft()
@@ -319,6 +322,8 @@ class _Mailbox:
                 break
             actor._pool_handle(envelope)
             handled += 1
+            if until and time.perf_counter_ns() > until:
+                break
         if stopped.is_set():
             with self._lock:
                 self.finished = True

@@ -58,6 +58,7 @@ _ENVELOPE_KEYS = frozenset({"v", "id", "op", "args"})
 _INVALID_OP = "<invalid>"
 _EMPTY: dict[str, Any] = {}
 _SNDMORE_NOBLOCK = zmq.SNDMORE | zmq.NOBLOCK
+_BATCH = 64  # requests read per turn of the socket loop before running work and replying
 
 
 def _encode_default(value: Any) -> Any:
@@ -453,7 +454,8 @@ class ControlServer:
                     except zmq.Again:
                         frames = None
                     self._idle = False
-                if frames is not None:
+                batch = 0
+                while frames is not None:
                     if frames[0] == wake_id:
                         self._wake_pending = False
                     else:
@@ -461,11 +463,21 @@ class ControlServer:
                             self._handle(sock, frames, time.perf_counter_ns())
                         except Exception as exc:  # a bug must cost one reply, not the port
                             self._handle_bug(sock, frames, exc)
-                        if run_pending is not None:
-                            try:
-                                run_pending()
-                            except Exception:  # pragma: no cover - actors catch their own
-                                log.exception("control_local_work_crashed")
+                    # Read what else is already queued before running the work and sending
+                    # the replies: under load, each actor then handles several messages per
+                    # turn and replies leave in bursts (fewer wake-ups of ZeroMQ's I/O thread).
+                    batch += 1
+                    frames = None
+                    if batch < _BATCH and sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+                        try:
+                            frames = recv_multipart(zmq.NOBLOCK)
+                        except zmq.Again:
+                            frames = None
+                if run_pending is not None and batch:
+                    try:
+                        run_pending()
+                    except Exception:  # pragma: no cover - actors catch their own
+                        log.exception("control_local_work_crashed")
                 while done:
                     pending, frame = done.popleft()
                     self._in_flight -= 1

@@ -730,3 +730,39 @@ def test_fail_is_refused_on_a_thread_that_ran_the_actor_once_its_turn_ended() ->
     with pytest.raises(RuntimeError, match=r"own thread"):  # ...but its turn is over
         actor.fail(ValueError("after its turn"))
     ref.stop()
+
+
+class _SlowInline(PooledActor):
+    inline = True
+
+    def __init__(self, log: list[int]) -> None:
+        super().__init__()
+        self.log = log
+
+    def on_receive(self, message: Any) -> Any:
+        time.sleep(0.003)
+        self.log.append(threading.get_ident())
+
+
+def test_an_inline_turn_ends_after_the_budget_and_slow_work_moves_to_the_pool() -> None:
+    d = _dispatcher(inline_budget=0.001)
+    log: list[int] = []
+    ref = _on(d, _SlowInline).start(log)
+    ref.ask("warm-up", block=True, timeout=5)  # runs on a worker (idle mailbox: not inline)
+    wait_until(lambda: not ref.actor_inbox._scheduled)  # type: ignore[attr-defined]
+    log.clear()
+    me = threading.get_ident()
+    d.adopt()
+    try:
+        for i in range(20):
+            ref.tell(i)
+        d.run_pending()
+    finally:
+        d.release()
+    wait_until(lambda: len(log) == 20)
+    here = sum(1 for t in log if t == me)
+    # 3 ms messages against a 1 ms budget: each inline turn is one message, and the moving
+    # average demotes the actor after a few; the pool's workers do the rest.
+    assert 1 <= here <= 6, here
+    assert any(t != me for t in log)
+    ref.stop()
