@@ -28,7 +28,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, is_dataclass
 from enum import Enum
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, cast
 
 import msgpack
 import structlog
@@ -468,7 +468,7 @@ class ControlServer:
                     # turn and replies leave in bursts (fewer wake-ups of ZeroMQ's I/O thread).
                     batch += 1
                     frames = None
-                    if batch < _BATCH and sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+                    if batch < _BATCH and cast(int, sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
                         try:
                             frames = recv_multipart(zmq.NOBLOCK)
                         except zmq.Again:
