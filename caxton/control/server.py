@@ -28,7 +28,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, is_dataclass
 from enum import Enum
-from typing import Any, Protocol, TypeVar, cast
+from typing import Any, Protocol, TypeVar
 
 import msgpack
 import structlog
@@ -57,7 +57,8 @@ F = TypeVar("F", bound=Handler)
 _ENVELOPE_KEYS = frozenset({"v", "id", "op", "args"})
 _INVALID_OP = "<invalid>"
 _EMPTY: dict[str, Any] = {}
-_SNDMORE_NOBLOCK = zmq.SNDMORE | zmq.NOBLOCK
+_SNDMORE_NOBLOCK = int(zmq.SNDMORE | zmq.NOBLOCK)
+_NOBLOCK = int(zmq.NOBLOCK)
 _BATCH = 64  # requests read per turn of the socket loop before running work and replying
 
 
@@ -468,9 +469,9 @@ class ControlServer:
                     # turn and replies leave in bursts (fewer wake-ups of ZeroMQ's I/O thread).
                     batch += 1
                     frames = None
-                    if batch < _BATCH and cast(int, sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
-                        try:
-                            frames = recv_multipart(zmq.NOBLOCK)
+                    if batch < _BATCH:
+                        try:  # cheaper than asking zmq.EVENTS first (pyzmq wraps it in an enum)
+                            frames = recv_multipart(_NOBLOCK)
                         except zmq.Again:
                             frames = None
                 if run_pending is not None and batch:
@@ -716,7 +717,7 @@ class ControlServer:
         try:
             if len(parts) == 2:  # a DEALER peer: identity + reply (skips send_multipart)
                 sock.send(parts[0], _SNDMORE_NOBLOCK)
-                sock.send(parts[1], zmq.NOBLOCK)
+                sock.send(parts[1], _NOBLOCK)
             else:
                 sock.send_multipart(parts, zmq.NOBLOCK)
             return True
