@@ -67,6 +67,16 @@ from supervisors import Backoff, ChildSpec, CircuitBreaker, Restart, Supervisor
 _log = structlog.get_logger("caxton.manager")
 
 KEPT_VERSIONS = 5
+
+#: Housekeeping: seconds between passes, and how many passes a full round over every agent's
+#: router may take. Agents with something to finish (more than one live instance: a rollout or
+#: a drain; or messages held while suspended) are "hot" and polled on every pass; the others
+#: only expire idle conversation pins, which has no hurry, so a pass polls a slice of them
+#: (all of them while there are at most ``_POLL_SLICE_MIN``). Polling all 10,000 routers of a
+#: big node every 50 ms took half a core.
+_HOUSEKEEP_TICK = 0.05
+_POLL_ROUND_TICKS = 40
+_POLL_SLICE_MIN = 256
 EventSink = Callable[[str, str, dict[str, Any]], None]
 """``sink(agent, event, data)``: lifecycle, rollout, restart and breaker events."""
 
@@ -124,6 +134,7 @@ class _Agent:
         self.router = router
         self.lock = threading.RLock()
         self.sup: pykka.ActorRef[Any] | None = None
+        self.persisted = False  # recorded in the node store (its state changes are written)
         self.handles: dict[str, SupervisedVersionHandle] = {}
         self.child_specs: dict[str, ChildSpec] = {}
         self.label_version: dict[str, str] = {}
@@ -225,6 +236,7 @@ class AgentLifecycleManager:
             name="caxton", breaker=None, max_restarts=10_000, within=1.0,
             listeners=[self._root_event],
         )
+        self._hot: set[str] = set()  # agents the housekeeper polls on every pass
         self._housekeeper = threading.Thread(target=self._housekeep, name="caxton-manager",
                                              daemon=True)
         self._stop = threading.Event()
@@ -305,6 +317,7 @@ class AgentLifecycleManager:
                         f"{agent.name}` or retry later")
                 agent.waiting.append(
                     _Waiting(message, reply, time.monotonic() + self.suspend_wait))
+                self._hot.add(agent.name)
                 return
             raise errors.AgentUnavailable(
                 f"agent {agent.name!r} is {state} and takes no messages; "
@@ -412,6 +425,8 @@ class AgentLifecycleManager:
         with agent.lock:
             agent.handles[label] = handle
             agent.child_specs[label] = spec
+            if len(agent.handles) > 1:
+                self._hot.add(agent.name)
         try:
             ref = _call(sup, "start_child", spec).get(timeout=30)
         except Exception as exc:
@@ -558,7 +573,10 @@ class AgentLifecycleManager:
         agent.accepting = state in ("Active", "Running")
         self._emit(agent.name, "lifecycle.transition",
                    {"from": str(rec.from_state), "to": state, "reason": rec.reason})
-        if self.store is not None and agent.name in self._agents:
+        # A deploy's first transitions come before its record exists (``_persist_deploy``
+        # writes the state it reached); writing them would only open and roll back a write
+        # transaction each, under the store's lock.
+        if self.store is not None and agent.persisted and agent.name in self._agents:
             try:
                 self.store.set_state(agent.name, state)
             except errors.AgentNotFound:
@@ -1188,6 +1206,10 @@ class AgentLifecycleManager:
         """Names of every deployed agent."""
         return sorted(self._agents)
 
+    def has_agent(self, name: str) -> bool:
+        """Whether an agent of that name is deployed (without listing them all)."""
+        return name in self._agents
+
     def _status(self, agent: _Agent) -> AgentStatus:
         router = agent.router.status()
         instances = []
@@ -1259,6 +1281,7 @@ class AgentLifecycleManager:
                         metadata: dict[str, Any], config: dict[str, Any]) -> None:
         if self.store is None:
             return
+        agent.persisted = True
         self.store.record_deploy(agent.name, agent_id=agent.agent_id, kind=str(agent.kind),
                                  version=version, version_number=number, payload=payload,
                                  metadata=metadata, config=config,
@@ -1329,6 +1352,7 @@ class AgentLifecycleManager:
         lifecycle = (config_agent_lifecycle(rec.name) if kind is AgentType.CONFIG
                      else wasm_agent_lifecycle(rec.name))
         agent = self._new_agent(rec.name, rec.agent_id, kind, lifecycle)
+        agent.persisted = True
         for v in snap.versions:
             agent.record(VersionRecord(v.info.version, v.info.version_number, v.payload,
                                        dict(v.info.metadata), v.info.created_at))
@@ -1377,15 +1401,40 @@ class AgentLifecycleManager:
     # ------------------------------------------------------------------ housekeeping / shutdown
 
     def _housekeep(self) -> None:
-        while not self._stop.wait(0.05):
+        ring: list[_Agent] = []
+        pos = 0
+        while not self._stop.wait(_HOUSEKEEP_TICK):
             now = time.monotonic()
-            for agent in list(self._agents.values()):
-                try:
-                    agent.router.poll()
-                except Exception as exc:
-                    _log.error("manager.poll_failed", agent=agent.name, reason=repr(exc))
-                if agent.waiting:
-                    self._expire_waiting(agent, now)
+            if pos >= len(ring):
+                ring, pos = list(self._agents.values()), 0
+            step = max(_POLL_SLICE_MIN, -(-len(ring) // _POLL_ROUND_TICKS))
+            batch = ring[pos:pos + step]
+            pos += step
+            seen: set[str] = set()
+            for name in list(self._hot):
+                agent = self._agents.get(name)
+                if agent is None:
+                    self._hot.discard(name)
+                    continue
+                seen.add(name)
+                self._housekeep_one(agent, now)
+                with agent.lock:
+                    if len(agent.handles) <= 1 and not agent.waiting:
+                        self._hot.discard(name)
+            for agent in batch:
+                if agent.name in seen:
+                    continue
+                self._housekeep_one(agent, now)
+                if len(agent.handles) > 1 or agent.waiting:
+                    self._hot.add(agent.name)
+
+    def _housekeep_one(self, agent: _Agent, now: float) -> None:
+        try:
+            agent.router.poll()
+        except Exception as exc:
+            _log.error("manager.poll_failed", agent=agent.name, reason=repr(exc))
+        if agent.waiting:
+            self._expire_waiting(agent, now)
 
     def _expire_waiting(self, agent: _Agent, now: float) -> None:
         expired: list[_Waiting] = []

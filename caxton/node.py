@@ -665,14 +665,14 @@ class Node:
             if not parsed.ok:
                 raise parsed.report.to_error()
             name = parsed.unwrap().name
-            if name in self.manager.agent_names() and args.strategy != DeployStrategyDefault:
+            if args.strategy != DeployStrategyDefault and self.manager.has_agent(name):
                 return self._change(self.manager.reload(
                     name, args.text, strategy=str(args.strategy), wait=None))
             result = self.manager.deploy_config_agent(args.text)
         else:
             assert args.data is not None
             name = args.name or Path(args.file_name).stem
-            if name in self.manager.agent_names() and args.strategy != DeployStrategyDefault:
+            if args.strategy != DeployStrategyDefault and self.manager.has_agent(name):
                 return self._change(self.manager.reload_wasm(name, args.data,
                                                              strategy=str(args.strategy)))
             kwargs: dict[str, Any] = {}
