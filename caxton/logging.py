@@ -341,6 +341,28 @@ _STRUCTLOG_CHAIN: list[Processor] = [
 _FOREIGN_CHAIN: list[Processor] = [*_COMMON, _record_timestamp]
 
 
+class _Formatter(structlog.stdlib.ProcessorFormatter):
+    """``ProcessorFormatter`` without its per-handler copy of each structlog record.
+
+    The stock formatter copies the whole ``LogRecord`` for every handler (three here) so that
+    one handler cannot change what the next sees; for a structlog record it only needs its
+    own copy of the event dict, which is what this takes. The processors all end in a string
+    renderer, so the result is returned as is. Foreign (stdlib) records take the stock path.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        logger = getattr(record, "_logger", None)
+        meth_name = getattr(record, "_name", None)
+        if logger is None or meth_name is None or not isinstance(record.msg, dict):
+            return super().format(record)
+        ed: Any = dict(record.msg)
+        ed["_record"] = record
+        ed["_from_structlog"] = True
+        for proc in self.processors:
+            ed = proc(self.logger if self.logger is not None else logger, meth_name, ed)
+        return str(ed)
+
+
 class _State:
     hub: LogHub | None = None
     handlers: list[logging.Handler] = []
@@ -359,7 +381,7 @@ class _HubHandler(logging.Handler):
         super().__init__()
         self.hub = hub
         self.setFormatter(
-            structlog.stdlib.ProcessorFormatter(
+            _Formatter(
                 foreign_pre_chain=_FOREIGN_CHAIN,
                 processors=[
                     structlog.stdlib.ProcessorFormatter.remove_processors_meta,
@@ -381,6 +403,47 @@ class _HubHandler(logging.Handler):
             self.handleError(record)
 
 
+class _JsonLinesFile(logging.handlers.RotatingFileHandler):
+    """The JSON-lines file, rotated by size, each record formatted once.
+
+    The stdlib handler formats every record twice (once in ``shouldRollover`` to measure it)
+    and stats the file on each record; on a node deploying hundreds of agents a second that
+    was a third of the logging cost. Here the size is counted as lines are written (from the
+    file's size at open), which is what rotation needs: the lines are JSON with ASCII
+    escapes, so characters are bytes.
+    """
+
+    def __init__(self, filename: Path, max_bytes: int, backups: int) -> None:
+        super().__init__(filename, maxBytes=max_bytes, backupCount=backups, encoding="utf-8")
+        self._size = self._current_size()
+
+    def _current_size(self) -> int:
+        try:
+            return Path(self.baseFilename).stat().st_size
+        except OSError:
+            return 0
+
+    def doRollover(self) -> None:
+        super().doRollover()
+        self._size = self._current_size()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record) + self.terminator
+            if self.maxBytes > 0 and self._size > 0 and \
+                    self._size + len(line) >= self.maxBytes:
+                self.doRollover()
+            if self.stream is None:
+                self.stream = self._open()
+            self.stream.write(line)
+            self.flush()
+            self._size += len(line)
+        except RecursionError:
+            raise
+        except Exception:
+            self.handleError(record)
+
+
 def _formatter(kind: Literal["console", "json"], colors: bool) -> logging.Formatter:
     renderer: Processor
     if kind == "json":
@@ -395,7 +458,7 @@ def _formatter(kind: Literal["console", "json"], colors: bool) -> logging.Format
             colors=colors, exception_formatter=structlog.dev.plain_traceback
         )
         tail = [renderer]
-    return structlog.stdlib.ProcessorFormatter(
+    return _Formatter(
         foreign_pre_chain=_FOREIGN_CHAIN,
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *tail],
     )
@@ -439,10 +502,7 @@ def configure_logging(
             log_dir = Path(data_dir) / "logs"
             log_dir.mkdir(parents=True, exist_ok=True)
             log_file = log_dir / LOG_FILE_NAME
-            fh = logging.handlers.RotatingFileHandler(
-                log_file, maxBytes=LOG_FILE_MAX_BYTES, backupCount=LOG_FILE_BACKUPS,
-                encoding="utf-8",
-            )
+            fh = _JsonLinesFile(log_file, LOG_FILE_MAX_BYTES, LOG_FILE_BACKUPS)
             fh.setFormatter(_formatter("json", colors=False))
             handlers.append(fh)
         if console:
