@@ -10,12 +10,13 @@ Durability choices:
   transaction in the log or none of it.
 * ``synchronous=FULL`` — every commit is fsynced before the call returns, so a deploy the CLI
   reported as done survives a power loss or kernel crash too, not only a ``kill -9`` of the
-  node. It costs about 1 ms per deploy on this machine's virtual disk; deploy rate is bound by
-  starting the agent's actor threads and sandbox (3-4 ms), so ``NORMAL`` bought no measurable
-  deploy rate for the durability it gives up (63e1fa8 tried it; this reverts that choice).
+  node. A commit costs about 1 ms on this machine's virtual disk, under the store's lock, so
+  concurrent writers share commits (group commit, see :meth:`NodeStore._tx`): each call still
+  returns only once its own changes are committed.
 * Every operation that changes more than one row (deploy + prune, finish rollout + set current
-  version, ...) runs in one ``BEGIN IMMEDIATE`` transaction, so a crash leaves the old or the new
-  state, never a mix: an agent always has a current version that exists among its kept versions.
+  version, ...) is one atomic unit (a ``SAVEPOINT`` inside a ``BEGIN IMMEDIATE`` transaction),
+  so a crash leaves the old or the new state, never a mix: an agent always has a current
+  version that exists among its kept versions.
 
 The store is thread-safe: one connection guarded by a lock (the node calls it from the control
 server, the supervisors and the rollout timers).
@@ -28,7 +29,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -36,6 +37,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from caxton.errors import AgentNotFound, CaxtonError, InvalidArgument, VersionNotFound
+
+#: Longest a writer waits for other writers to join its commit (seconds).
+_GROUP_COMMIT_WAIT = 0.005
 
 #: How many versions of each agent are kept (the current one is never pruned).
 KEEP_VERSIONS = 5
@@ -296,6 +300,12 @@ class NodeStore:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
+        self._batch_done = threading.Condition(self._lock)
+        self._arrivals_lock = threading.Lock()
+        self._arriving = 0  # writers waiting for the lock (they join the open batch)
+        self._open_batch = 0  # number of the latest write batch (transaction) begun
+        self._committed = 0  # batches up to this number are committed (or failed)
+        self._failures: dict[int, str] = {}  # batch -> why its COMMIT failed
         try:
             self._conn = sqlite3.connect(
                 str(self.path), timeout=timeout, isolation_level=None, check_same_thread=False
@@ -313,16 +323,86 @@ class NodeStore:
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
-        """Run the block as one write transaction (``BEGIN IMMEDIATE`` … ``COMMIT``)."""
+        """Run the block as one atomic write and return once it is durable (group commit).
+
+        The block runs in a ``SAVEPOINT`` of the open batch transaction (``BEGIN IMMEDIATE``,
+        started by the first writer of a batch): it applies all of its changes or, when it
+        raises, none. Then its thread commits the batch, unless a writer that came before it
+        already has, which includes every block that joined the batch meanwhile. So
+        concurrent writers (deploys from the control port's handler threads) share one
+        ``COMMIT`` and its fsync, and no call returns before its own changes are committed
+        (``synchronous=FULL``): what a caller was told is done survives ``kill -9`` and power
+        loss, as with one transaction per call. A failed ``COMMIT`` fails every call of its
+        batch.
+        """
+        with self._arrivals_lock:
+            self._arriving += 1
         with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
+            with self._arrivals_lock:
+                self._arriving -= 1
+            if not self._conn.in_transaction:
+                self._conn.execute("BEGIN IMMEDIATE")
+                self._open_batch += 1
+            batch = self._open_batch
+            self._conn.execute("SAVEPOINT caxton_write")
+            failed: BaseException | None = None
             try:
                 yield self._conn
-                self._conn.execute("COMMIT")
-            except BaseException:
-                if self._conn.in_transaction:
-                    self._conn.execute("ROLLBACK")
-                raise
+                self._conn.execute("RELEASE caxton_write")
+            except BaseException as exc:
+                self._undo_write(batch, exc)
+                failed = exc
+        if failed is not None:
+            # Still close the batch (it may hold other blocks, or nothing but this one's
+            # undone changes, and an open transaction keeps the database's write lock).
+            with suppress(StoreError):
+                self._commit(batch)
+            raise failed
+        self._commit(batch)
+
+    def _undo_write(self, batch: int, exc: BaseException) -> None:
+        """Roll back one failed block, keeping the other blocks of its batch."""
+        if self._conn.in_transaction:
+            try:
+                self._conn.execute("ROLLBACK TO caxton_write")
+                self._conn.execute("RELEASE caxton_write")
+                return
+            except sqlite3.Error:
+                self._conn.execute("ROLLBACK")
+        # SQLite rolled back the whole batch (an I/O error, a full disk): its other blocks
+        # are lost too, and their callers must hear so.
+        self._batch_failed(batch, exc)
+
+    def _commit(self, batch: int) -> None:
+        with self._lock:
+            # Writers already waiting for the lock join this batch first (their blocks are
+            # quick; the commit is the slow part), within a bound so a steady stream of them
+            # cannot hold this caller back.
+            deadline = time.monotonic() + _GROUP_COMMIT_WAIT
+            while self._committed < batch and self._arriving > 0:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._batch_done.wait(left)
+            if self._committed < batch:
+                try:
+                    self._conn.execute("COMMIT")
+                except BaseException as exc:
+                    if self._conn.in_transaction:
+                        self._conn.execute("ROLLBACK")
+                    self._batch_failed(batch, exc)
+                else:
+                    self._committed = batch
+                self._batch_done.notify_all()
+            failure = self._failures.get(batch)
+        if failure is not None:
+            raise StoreError(f"the node state could not be saved to {self.path}: {failure}")
+
+    def _batch_failed(self, batch: int, exc: BaseException) -> None:
+        self._failures[batch] = repr(exc)
+        self._committed = batch
+        while len(self._failures) > 64:  # only batches still being waited for matter
+            del self._failures[next(iter(self._failures))]
 
     def _migrate(self) -> None:
         with self._tx() as db:
@@ -352,6 +432,12 @@ class NodeStore:
     def close(self) -> None:
         """Close the database (idempotent)."""
         with self._lock:
+            try:
+                if self._conn.in_transaction:  # a batch whose committer waits for the lock
+                    self._conn.execute("COMMIT")
+                    self._committed = self._open_batch
+            except sqlite3.ProgrammingError:
+                pass  # closed already
             self._conn.close()
 
     def __enter__(self) -> NodeStore:

@@ -235,3 +235,46 @@ def test_concurrent_threads(store: NodeStore) -> None:
     for snap in store.load_all().agents:
         assert len(snap.versions) == KEEP_VERSIONS
         snap.current  # noqa: B018 - raises if the current version is missing
+
+
+def test_concurrent_writers_share_commits_and_each_is_durable_on_return(tmp_path: Path) -> None:
+    """Group commit: writers from many threads; a failing one undoes only itself; every call
+    that returned is visible to another connection at once (it was committed)."""
+    path = tmp_path / "node.db"
+    store = NodeStore(path)
+    commits: list[str] = []
+    store._conn.set_trace_callback(lambda sql: commits.append(sql) if sql == "COMMIT" else None)
+    other = sqlite3.connect(str(path), check_same_thread=False)
+    other_lock = threading.Lock()
+    missing: list[str] = []
+    errors: list[BaseException] = []
+
+    def writer(t: int) -> None:
+        try:
+            for i in range(40):
+                deploy(store, f"t{t}-{i}", 1)
+                # acknowledged: another connection sees it now
+                with other_lock:
+                    row = other.execute("SELECT 1 FROM agents WHERE name = ?",
+                                        (f"t{t}-{i}",)).fetchone()
+                if row is None:
+                    missing.append(f"t{t}-{i}")
+                with pytest.raises(AgentNotFound):
+                    store.set_state(f"nobody-{t}-{i}", "running")
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(t,)) for t in range(8)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    other.close()
+    assert not errors and not missing
+    assert not store._conn.in_transaction
+    assert len(commits) <= 8 * 40 * 2
+    store.close()
+    reopened = NodeStore(path)
+    assert len(reopened.list_agents()) == 8 * 40
+    assert reopened.integrity_check() == "ok"
+    reopened.close()
