@@ -22,7 +22,7 @@ releases the GIL (it can run for up to its deadline, and the epoch ticker needs 
 from __future__ import annotations
 
 import ctypes
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import Any
 
 import wasmtime
@@ -190,21 +190,37 @@ class FastCall:
         return buf[0].i32 if self._result == "i32" else buf[0].i64
 
 
-def fast_call(store: wasmtime.Store, func: wasmtime.Func) -> Callable[..., Any]:
+#: ``(params, results)`` kinds by the caller's key (a module hash and an export name): every
+#: instance of a module has the same export types, and reading them through the C API is
+#: most of what wrapping an export costs (once per agent start).
+_signatures: dict[Hashable, tuple[tuple[str, ...], tuple[str, ...]]] = {}
+_SIGNATURES_MAX = 4096
+
+
+def fast_call(store: wasmtime.Store, func: wasmtime.Func,
+              key: Hashable | None = None) -> Callable[..., Any]:
     """Return the cheapest callable for ``func`` (``FastCall`` when its type allows).
 
     Args:
         store: The store the function lives in.
         func: The export.
+        key: Identifies the function's type for reuse, e.g. ``(module_sha256, export_name)``;
+            ``None`` reads it every time.
 
     Returns:
         A callable taking ``(store, *ints)``.
     """
     if not _AVAILABLE:
         return func
-    ty = func.type(store)
-    params = tuple(_kind(p) for p in ty.params)
-    results = tuple(_kind(r) for r in ty.results)
+    sig = _signatures.get(key) if key is not None else None
+    if sig is None:
+        ty = func.type(store)
+        sig = (tuple(_kind(p) for p in ty.params), tuple(_kind(r) for r in ty.results))
+        if key is not None:
+            if len(_signatures) >= _SIGNATURES_MAX:
+                _signatures.clear()
+            _signatures[key] = sig
+    params, results = sig
     if not set(params) <= _INT_KINDS or len(results) > 1 or not set(results) <= _INT_KINDS:
         return func
     return FastCall(func, params, results[0] if results else None)

@@ -71,7 +71,8 @@ class _Live:
         "store",
     )
 
-    def __init__(self, store: wasmtime.Store, instance: wasmtime.Instance) -> None:
+    def __init__(self, store: wasmtime.Store, instance: wasmtime.Instance,
+                 module_hash: str = "") -> None:
         self.store = store
         self.instance = instance
         self.exports = instance.exports(store)
@@ -85,8 +86,10 @@ class _Live:
         self.memory = memory
         self.ops = StoreOps(store, memory)
         # Called once or twice per message: read their types once (see sandbox.fastcall).
-        self.handle: Callable[..., Any] = fast_call(store, handle)
-        self.inbox: Callable[..., Any] = fast_call(store, inbox)
+        self.handle: Callable[..., Any] = fast_call(
+            store, handle, (module_hash, "handle") if module_hash else None)
+        self.inbox: Callable[..., Any] = fast_call(
+            store, inbox, (module_hash, "inbox") if module_hash else None)
         self.inbox_ptr = 0
         self.inbox_capacity = 0
 
@@ -424,7 +427,7 @@ class Sandbox:
                 module_hash=self._hash,
             ) from None
         self._fuel_consumed += self._limits.fuel - store.get_fuel()
-        live = _Live(store, instance)
+        live = _Live(store, instance, self._hash)
         self._live = live
         self._instances += 1
         init = live.func("init")
