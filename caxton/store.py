@@ -401,6 +401,7 @@ class NodeStore:
     def _batch_failed(self, batch: int, exc: BaseException) -> None:
         self._failures[batch] = repr(exc)
         self._committed = batch
+        self._batch_done.notify_all()
         while len(self._failures) > 64:  # only batches still being waited for matter
             del self._failures[next(iter(self._failures))]
 
