@@ -549,12 +549,25 @@ def cmd_deploy(ctx: Ctx) -> int:
     args = read_agent_file(ns.file)
     args.update(name=ns.name, strategy=ns.strategy, fuel=ns.fuel,
                 validate_only=ns.validate_only or None,
-                memory_bytes=_local(parse_size, ns.memory) if ns.memory else None)
+                memory_bytes=_local(parse_size, ns.memory) if ns.memory else None,
+                **_rollout_args(ns))
     result = ctx.call("agents.deploy", args)
     if ns.validate_only and isinstance(result, dict) and "valid" in result:
         ctx.emit(result, lambda r: _render_report(ctx, r, args["file_name"]))
         return EXIT_OK if result.get("valid") else EXIT_REFUSED
     return _emit_change_and_wait(ctx, result)
+
+
+def _rollout_args(ns: argparse.Namespace) -> dict[str, Any]:
+    """The rollout settings of ``agents reload`` / ``agents deploy`` as protocol args."""
+    steps = _split_list(ns.steps)
+    try:
+        step_values = [int(s) for s in steps] if steps else None
+    except ValueError:
+        raise UsageError(f"--steps {ns.steps!r}: write percentages like 10,50,100") from None
+    return {"split": ns.split, "steps": step_values, "step_interval_s": ns.step_interval,
+            "max_error_rate": ns.max_error_rate, "max_p99_ratio": ns.max_p99_ratio,
+            "max_fuel_ratio": ns.max_fuel_ratio, "scale_down_delay_s": ns.scale_down_delay}
 
 
 def cmd_reload(ctx: Ctx) -> int:
@@ -563,16 +576,9 @@ def cmd_reload(ctx: Ctx) -> int:
     args: dict[str, Any] = {"name": ns.name}
     if ns.file:
         args.update(read_agent_file(ns.file))
-    steps = _split_list(ns.steps)
-    try:
-        step_values = [int(s) for s in steps] if steps else None
-    except ValueError:
-        raise UsageError(f"--steps {ns.steps!r}: write percentages like 10,50,100") from None
     args.update(strategy=ns.strategy, validate_first=ns.validate_first,
                 preserve_memory=ns.preserve_memory, rollback_on_error=ns.rollback_on_error,
-                split=ns.split, steps=step_values, step_interval_s=ns.step_interval,
-                max_error_rate=ns.max_error_rate, max_p99_ratio=ns.max_p99_ratio,
-                max_fuel_ratio=ns.max_fuel_ratio, scale_down_delay_s=ns.scale_down_delay)
+                **_rollout_args(ns))
     result = ctx.call("agents.reload", args)
     return _emit_change_and_wait(ctx, result)
 
@@ -937,6 +943,31 @@ def _common(json_only: bool = False) -> _Parser:
     return p
 
 
+def _add_rollout_flags(p: argparse.ArgumentParser, note: str = "") -> None:
+    """Add the rollout settings shared by ``agents reload`` and ``agents deploy``."""
+    g = p.add_argument_group("rollout settings" + note)
+    g.add_argument("--split", type=int, metavar="PCT",
+                   help="percent of traffic to the new version (traffic-splitting/canary)")
+    g.add_argument("--steps", metavar="P1,P2,…",
+                   help="traffic percentages per step (gradual/canary), e.g. 10,50,100")
+    g.add_argument("--step-interval", type=_positive, metavar="S",
+                   help="seconds per step: the analysis window of canary/traffic-splitting "
+                        "(node default 60), graceful's validation period, and blue-green's "
+                        "scale-down delay unless --scale-down-delay is given")
+    g.add_argument("--max-error-rate", type=_rate, metavar="R",
+                   help="analysis: roll back when the new version's error rate over a step "
+                        "exceeds R, e.g. 0.05 or 5%% (node default 5%%)")
+    g.add_argument("--max-p99-ratio", type=_positive, metavar="X",
+                   help="analysis: roll back when the new version's p99 exceeds the stable "
+                        "version's times X (node default 1.5)")
+    g.add_argument("--max-fuel-ratio", type=_positive, metavar="X",
+                   help="analysis (WASM): roll back when fuel per message exceeds the stable "
+                        "version's times X (node default 1.5)")
+    g.add_argument("--scale-down-delay", type=_non_negative, metavar="S",
+                   help="blue-green: seconds blue stays warm for instant rollback; the "
+                        "rollout, and so the next reload, waits for it (node default 300)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Build the ``caxton`` argument parser.
 
@@ -987,6 +1018,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="agent name (WASM agents; default: the file stem)")
     p.add_argument("--memory", metavar="SIZE", help="WASM memory cap, e.g. 10MB")
     p.add_argument("--fuel", type=int, metavar="N", help="WASM fuel per message, e.g. 100000")
+    _add_rollout_flags(p, note=" (when the deploy replaces a running agent)")
     p.add_argument("--wait", action="store_true", help="follow a rollout until it ends")
 
     p = verb("reload", cmd_reload, "hot-reload an agent (from its source, or --file)")
@@ -1004,26 +1036,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "and the running version keeps serving, and a canary or "
                         "traffic-splitting rollout that fails its analysis is always rolled "
                         "back (tune when with --max-error-rate/--max-p99-ratio)")
-    p.add_argument("--split", type=int, metavar="PCT",
-                   help="percent of traffic to the new version (traffic-splitting/canary)")
-    p.add_argument("--steps", metavar="P1,P2,…",
-                   help="traffic percentages per step (gradual/canary), e.g. 10,50,100")
-    p.add_argument("--step-interval", type=_positive, metavar="S",
-                   help="seconds per step: the analysis window of canary/traffic-splitting "
-                        "(node default 60), graceful's validation period, and blue-green's "
-                        "scale-down delay unless --scale-down-delay is given")
-    p.add_argument("--max-error-rate", type=_rate, metavar="R",
-                   help="analysis: roll back when the new version's error rate over a step "
-                        "exceeds R, e.g. 0.05 or 5%% (node default 5%%)")
-    p.add_argument("--max-p99-ratio", type=_positive, metavar="X",
-                   help="analysis: roll back when the new version's p99 exceeds the stable "
-                        "version's times X (node default 1.5)")
-    p.add_argument("--max-fuel-ratio", type=_positive, metavar="X",
-                   help="analysis (WASM): roll back when fuel per message exceeds the stable "
-                        "version's times X (node default 1.5)")
-    p.add_argument("--scale-down-delay", type=_non_negative, metavar="S",
-                   help="blue-green: seconds blue stays warm for instant rollback; the "
-                        "rollout, and so the next reload, waits for it (node default 300)")
+    _add_rollout_flags(p)
     p.add_argument("--wait", action="store_true", help="follow a rollout until it ends")
 
     for name, op, text in (

@@ -667,14 +667,16 @@ class Node:
             name = parsed.unwrap().name
             if args.strategy != DeployStrategyDefault and self.manager.has_agent(name):
                 return self._change(self.manager.reload(
-                    name, args.text, strategy=str(args.strategy), wait=None))
+                    name, args.text, strategy=str(args.strategy),
+                    rollout=rollout_config_for(args), wait=None))
             result = self.manager.deploy_config_agent(args.text)
         else:
             assert args.data is not None
             name = args.name or Path(args.file_name).stem
             if args.strategy != DeployStrategyDefault and self.manager.has_agent(name):
-                return self._change(self.manager.reload_wasm(name, args.data,
-                                                             strategy=str(args.strategy)))
+                return self._change(self.manager.reload_wasm(
+                    name, args.data, strategy=str(args.strategy),
+                    rollout=rollout_config_for(args)))
             kwargs: dict[str, Any] = {}
             if args.memory_bytes is not None:
                 kwargs["memory"] = DeploymentMemoryLimit(args.memory_bytes)
@@ -686,6 +688,9 @@ class Node:
                 resource_requirements=ResourceRequirements(**kwargs))
             result = self.manager.deploy_wasm_agent(None, name, "v1", 1, config, args.data)
         self._versions[result.agent] = result.version or ""
+        if rollout_config_for(args) is not None:
+            return self._change(result, "first deploy of this agent: the rollout settings "
+                                "apply when a deploy replaces a running version")
         return self._change(result)
 
     def h_reload(self, args: p.AgentsReloadArgs) -> Any:
@@ -1057,8 +1062,9 @@ class Node:
 DeployStrategyDefault = p.DeployStrategy.IMMEDIATE
 
 
-def rollout_config_for(args: p.AgentsReloadArgs) -> RolloutConfig | None:
-    """The rollout tunables an ``agents.reload`` asks for (``None``: all node defaults).
+def rollout_config_for(args: p.AgentsReloadArgs | p.AgentsDeployArgs) -> RolloutConfig | None:
+    """The rollout tunables a reload (or a deploy over a running agent) asks for (``None``:
+    all node defaults).
 
     Args:
         args: The validated arguments.
@@ -1069,8 +1075,8 @@ def rollout_config_for(args: p.AgentsReloadArgs) -> RolloutConfig | None:
     fields: dict[str, Any] = {}
     if args.steps:
         fields["steps"] = tuple(args.steps)
-    elif args.split is not None and args.strategy in (p.ReloadStrategy.CANARY,
-                                                      p.ReloadStrategy.TRAFFIC_SPLITTING):
+    elif args.split is not None and str(args.strategy) in (p.ReloadStrategy.CANARY,
+                                                           p.ReloadStrategy.TRAFFIC_SPLITTING):
         fields["steps"] = (args.split, 100)
     if args.step_interval_s is not None:
         step = float(args.step_interval_s)

@@ -253,34 +253,9 @@ class _FileContent(_Strict):
         return self
 
 
-class AgentsDeployArgs(_FileContent):
-    """Arguments of ``agents.deploy``."""
+class _RolloutTunables(_Strict):
+    """Rollout settings of a reload, or of a deploy that replaces a running agent."""
 
-    name: str | None = Field(None, min_length=1, description="Agent name; config agents take "
-                             "it from their frontmatter, WASM agents from here or the file stem.")
-    strategy: DeployStrategy = Field(DeployStrategy.IMMEDIATE, description="Rollout strategy.")
-    memory_bytes: int | None = Field(None, gt=0, description="WASM memory cap in bytes.")
-    fuel: int | None = Field(None, gt=0, description="WASM fuel budget per message.")
-    validate_only: bool = Field(False, description="Validate and report; deploy nothing.")
-
-
-class AgentsReloadArgs(_Strict):
-    """Arguments of ``agents.reload``."""
-
-    name: AgentName = _name_field()
-    file_name: str | None = Field(None, description="Name of the new file, when one is sent.")
-    text: str | None = Field(None, description="New `.md` content; none = reload from source.")
-    data: bytes | None = Field(None, description="New `.wasm`/`.wat` content.")
-    strategy: ReloadStrategy = Field(ReloadStrategy.IMMEDIATE, description="Reload strategy.")
-    validate_first: bool = Field(True, description="Always true: the node validates every "
-                                 "new file before touching the running version; `false` is "
-                                 "refused.")
-    preserve_memory: bool = Field(True, description="Keep the agent's memory and "
-                                  "conversations.")
-    rollback_on_error: bool = Field(True, description="Always true: an invalid file is refused "
-                                    "and the running version keeps serving; a rollout that "
-                                    "fails its analysis or health check is rolled back; "
-                                    "`false` is refused.")
     split: int | None = Field(None, ge=1, le=99, description="Percent of traffic for the new "
                               "version (traffic-splitting, canary first step).")
     steps: list[int] | None = Field(None, description="Traffic percentages for the new "
@@ -306,7 +281,50 @@ class AgentsReloadArgs(_Strict):
                                              "waits for it (node default 300).")
 
     @model_validator(mode="after")
-    def _check(self) -> AgentsReloadArgs:
+    def _check_steps(self) -> _RolloutTunables:
+        if self.steps is not None:
+            if not self.steps or any(not 0 < s <= 100 for s in self.steps):
+                raise ValueError("'steps' must be percentages in 1..100")
+            if self.steps != sorted(self.steps):
+                raise ValueError("'steps' must be non-decreasing")
+        return self
+
+
+class _DeployCore(_FileContent):
+    """The fields of ``agents.deploy`` other than the rollout settings."""
+
+    name: str | None = Field(None, min_length=1, description="Agent name; config agents take "
+                             "it from their frontmatter, WASM agents from here or the file stem.")
+    strategy: DeployStrategy = Field(DeployStrategy.IMMEDIATE, description="Rollout strategy.")
+    memory_bytes: int | None = Field(None, gt=0, description="WASM memory cap in bytes.")
+    fuel: int | None = Field(None, gt=0, description="WASM fuel budget per message.")
+    validate_only: bool = Field(False, description="Validate and report; deploy nothing.")
+
+
+class AgentsDeployArgs(_RolloutTunables, _DeployCore):
+    """Arguments of ``agents.deploy``; the rollout settings apply when it replaces a running
+    agent with a strategy other than immediate."""
+
+
+class _ReloadCore(_Strict):
+    """The fields of ``agents.reload`` other than the rollout settings."""
+
+    name: AgentName = _name_field()
+    file_name: str | None = Field(None, description="Name of the new file, when one is sent.")
+    text: str | None = Field(None, description="New `.md` content; none = reload from source.")
+    data: bytes | None = Field(None, description="New `.wasm`/`.wat` content.")
+    strategy: ReloadStrategy = Field(ReloadStrategy.IMMEDIATE, description="Reload strategy.")
+    validate_first: bool = Field(True, description="Always true: the node validates every "
+                                 "new file before touching the running version; `false` is "
+                                 "refused.")
+    preserve_memory: bool = Field(True, description="Keep the agent's memory and "
+                                  "conversations.")
+    rollback_on_error: bool = Field(True, description="Always true: an invalid file is refused "
+                                    "and the running version keeps serving; a rollout that "
+                                    "fails its analysis or health check is rolled back; "
+                                    "`false` is refused.")
+    @model_validator(mode="after")
+    def _check(self) -> _ReloadCore:
         if self.text is not None and self.data is not None:
             raise ValueError("give at most one of 'text' or 'data'")
         if not self.validate_first:
@@ -315,12 +333,11 @@ class AgentsReloadArgs(_Strict):
         if not self.rollback_on_error:
             raise ValueError("'rollback_on_error' cannot be false: an invalid file or a failed "
                              "analysis always leaves the running version serving")
-        if self.steps is not None:
-            if not self.steps or any(not 0 < s <= 100 for s in self.steps):
-                raise ValueError("'steps' must be percentages in 1..100")
-            if self.steps != sorted(self.steps):
-                raise ValueError("'steps' must be non-decreasing")
         return self
+
+
+class AgentsReloadArgs(_RolloutTunables, _ReloadCore):
+    """Arguments of ``agents.reload``."""
 
 
 class AgentNameArgs(_Strict):

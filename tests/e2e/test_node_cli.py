@@ -97,6 +97,31 @@ def test_deploy_reload_immediate_and_canary_then_rollback(shared_node: Any, h: A
                            "9.9.9").returncode == 1
 
 
+def test_deploy_over_a_running_agent_takes_the_rollout_settings(shared_node: Any, h: Any,
+                                                                tmp_path: Path) -> None:
+    v1 = tmp_path / "tuned.md"
+    v1.write_text(h.agent_md("tuned", "1.0.0"))
+    res = shared_node.cli("--json", "agents", "deploy", str(v1), "--max-error-rate", "0.5")
+    assert res.returncode == 0, res.stderr
+    assert "first deploy" in json.loads(res.stdout)["message"]  # settings had nothing to do
+    v2 = tmp_path / "tuned2.md"
+    v2.write_text(h.agent_md("tuned", "1.1.0"))
+    started = time.monotonic()
+    # The node's default canary is 60 s per step; these settings make it two 0.3 s steps.
+    res = shared_node.cli("--json", "agents", "deploy", str(v2), "--strategy", "canary",
+                          "--steps", "50,100", "--step-interval", "0.3",
+                          "--max-p99-ratio", "1000", "--max-error-rate", "1", "--wait",
+                          timeout=60)
+    assert res.returncode == 0, (res.stdout, res.stderr)
+    op = json.loads(res.stdout)
+    assert op["strategy"] == "canary" and op["steps"] == 2 and op["state"] == "succeeded", op
+    assert time.monotonic() - started < 30
+    assert h.states(shared_node)["tuned"] == ("1.1.0", "Active")
+    res = shared_node.cli("agents", "deploy", str(v2), "--strategy", "canary",
+                          "--steps", "50,10")
+    assert res.returncode == 1 and "non-decreasing" in res.stderr
+
+
 def test_invalid_reload_is_refused_and_old_version_keeps_serving(shared_node: Any, h: Any,
                                                                  tmp_path: Path) -> None:
     f = tmp_path / "keeper.md"
