@@ -69,14 +69,14 @@ _log = structlog.get_logger("caxton.manager")
 KEPT_VERSIONS = 5
 
 #: Housekeeping: seconds between passes, and how many passes a full round over every agent's
-#: router may take. Agents with something to finish (more than one live instance: a rollout or
-#: a drain; or messages held while suspended) are "hot" and polled on every pass; the others
-#: only expire idle conversation pins, which has no hurry, so a pass polls a slice of them
-#: (all of them while there are at most ``_POLL_SLICE_MIN``). Polling all 10,000 routers of a
-#: big node every 50 ms took half a core.
+#: router may take (10 s). Agents with something to finish (more than one live instance: a
+#: rollout or a drain; or messages held while suspended) are "hot" and polled on every pass;
+#: the others only expire idle conversation pins (after 30 minutes by default), which has no
+#: hurry, so a pass polls a slice of them (all of them while there are at most
+#: ``_POLL_SLICE_MIN``). Polling all 10,000 routers of a big node every 50 ms took half a core.
 _HOUSEKEEP_TICK = 0.05
-_POLL_ROUND_TICKS = 40
-_POLL_SLICE_MIN = 256
+_POLL_ROUND_TICKS = 200
+_POLL_SLICE_MIN = 64
 EventSink = Callable[[str, str, dict[str, Any]], None]
 """``sink(agent, event, data)``: lifecycle, rollout, restart and breaker events."""
 

@@ -366,3 +366,22 @@ def test_every_send_ends_in_exactly_one_outcome_during_restarts(
         per_target
     assert set(outcomes) <= {"reply", "TRAP", "AGENT_UNAVAILABLE", "CIRCUIT_OPEN"}, outcomes
     assert manager.send("w", "still fine").content == "still fine"
+
+
+def test_housekeeping_keeps_polling_an_agent_with_a_rollout_when_others_wait_their_turn(
+        manager: AgentLifecycleManager, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With more agents than one pass polls, the idle ones wait for their slice, but an agent
+    with a version to retire (two live instances) is polled every pass."""
+    import caxton.manager as manager_module
+
+    monkeypatch.setattr(manager_module, "_POLL_SLICE_MIN", 1)
+    monkeypatch.setattr(manager_module, "_POLL_ROUND_TICKS", 100_000)
+    for i in range(40):  # a round over the idle agents takes 41 passes (about 2 s)
+        deploy(manager, f"idle{i}", ECHO)
+    deploy(manager, "c", COUNTER)
+    manager.hot_reload_wasm_agent("c", "c", "2", 2, HotReloadConfig(), COUNTER)
+    # the old instance retires on a housekeeping pass: within a few passes, not a round
+    wait_for(lambda: len(manager._agents["c"].handles) == 1, timeout=1.0,
+             what="the old version of c retired")
+    assert manager.send("c", "tick").content == 1
+    wait_for(lambda: "c" not in manager._hot, timeout=1.0, what="c no longer hot")
