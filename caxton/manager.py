@@ -389,8 +389,12 @@ class AgentLifecycleManager:
             state = str(data.get("state"))
             if state == "open":
                 _quiet(agent.router.record_breaker_trip, label)
-                if agent.kind is AgentType.WASM and label == agent.current_label:
-                    self._schedule_auto_rollback(agent, label)
+                if label == agent.current_label and not (
+                        agent.kind is AgentType.WASM
+                        and self._schedule_auto_rollback(agent, label)):
+                    self._fail_agent(agent, label)
+            elif state == "closed" and label == agent.current_label:
+                self._heal_agent(agent, label)
         elif event == "child_exited" and not data.get("normal", True):
             agent.last_error = str(data.get("reason"))
         if event != "child_started" or data.get("restarts"):
@@ -570,7 +574,10 @@ class AgentLifecycleManager:
 
     def _on_transition(self, agent: _Agent, rec: Any) -> None:
         state = str(rec.to_state)
-        agent.accepting = state in ("Active", "Running")
+        # A Failed agent (its version crash-looped until the breaker opened) still takes
+        # messages: the breaker answers CIRCUIT_OPEN while open and lets its trial restart
+        # serve when half-open, which is how the agent heals by itself.
+        agent.accepting = state in ("Active", "Running", "Failed")
         self._emit(agent.name, "lifecycle.transition",
                    {"from": str(rec.from_state), "to": state, "reason": rec.reason})
         # A deploy's first transitions come before its record exists (``_persist_deploy``
@@ -1160,10 +1167,43 @@ class AgentLifecycleManager:
         """Remove a WASM agent completely."""
         return self.remove(agent_id)
 
-    def _schedule_auto_rollback(self, agent: _Agent, label: str) -> None:
-        older = [r for r in agent.history if r.version != agent.current_version]
-        if not older or agent.auto_rollback_pending:
+    def _fail_agent(self, agent: _Agent, label: str) -> None:
+        """The current version crash-looped until its breaker opened: the agent is Failed."""
+        reason = (f"version {label} failed repeatedly and its circuit breaker opened "
+                  f"(last exit: {agent.last_error})")
+        if agent.lifecycle.fail(reason) is not None:
+            _log.error("manager.agent_failed", agent=agent.name, version=label,
+                       reason=agent.last_error)
+
+    def _heal_agent(self, agent: _Agent, label: str) -> None:
+        """The breaker's trial run of a Failed agent's version stayed up: it serves again."""
+        why = f"version {label} ran healthy after its breaker's trial restart"
+        if str(agent.lifecycle.state) != "Failed":
             return
+        try:
+            if agent.kind is AgentType.CONFIG:
+                agent.lifecycle.transition(ConfigAgentState.VALIDATED, why)
+                agent.lifecycle.transition(ConfigAgentState.REGISTERED, why)
+                agent.lifecycle.transition(ConfigAgentState.ACTIVE, why)
+            else:
+                agent.lifecycle.transition(WasmAgentState.LOADED, why)
+                agent.lifecycle.transition(WasmAgentState.RUNNING, why)
+        except errors.CaxtonError as exc:  # an operator acted meanwhile: theirs wins
+            _log.info("manager.heal_skipped", agent=agent.name, reason=str(exc))
+            return
+        _log.info("manager.agent_healed", agent=agent.name, version=label)
+
+    def _schedule_auto_rollback(self, agent: _Agent, label: str) -> bool:
+        """Roll a WASM agent back to its previous version from another thread.
+
+        Returns:
+            Whether a rollback is scheduled or already running (``False``: no older version).
+        """
+        older = [r for r in agent.history if r.version != agent.current_version]
+        if agent.auto_rollback_pending:
+            return True
+        if not older:
+            return False
         agent.auto_rollback_pending = True
         target = older[-1].version
 
@@ -1181,6 +1221,7 @@ class AgentLifecycleManager:
                 agent.auto_rollback_pending = False
 
         threading.Thread(target=run, name=f"auto-rollback-{agent.name}", daemon=True).start()
+        return True
 
     # ------------------------------------------------------------------ status
 
