@@ -58,8 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="crash-storm: fraction of agents that crash (flaky.wat)")
     p.add_argument("--crash-every", type=int, default=2,
                    help="crash-storm: every k-th message to a crashing agent says 'crash'")
-    p.add_argument("--deploy-window", type=int, default=32,
-                   help="deploy requests in flight")
+    p.add_argument("--deploy-window", type=int, default=8,
+                   help="deploy requests in flight (default 8)")
     p.add_argument("--hops", type=int, default=1, help="raw pykka chain baseline: actor hops")
     p.add_argument("--no-baselines", action="store_true", help="skip the same-run baselines")
     p.add_argument("--no-half-peak", action="store_true",

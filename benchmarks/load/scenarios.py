@@ -49,7 +49,10 @@ class LoadConfig:
     # not settable over the control port) and refuses another reload until then
     strategies: tuple[str, ...] = ("immediate", "canary", "gradual", "traffic-splitting",
                                    "blue-green")
-    deploy_window: int = 32
+    # Deploys in flight. The node's deploy path is CPU-bound under one GIL: beyond a few in
+    # flight they only queue (deploy p50 90 ms at 32) and contend (about 10 % fewer agents/s
+    # at 16-32 than at 4-8 on 2 cores, paired runs of 3,000 agents).
+    deploy_window: int = 8
     hops: int = 1
     baselines: bool = True
     half_peak: bool = True
