@@ -67,6 +67,33 @@ print("committed", flush=True)
 """
 
 
+# Several threads deploy new agents at once (their writes share commits); each prints the
+# agent's name once its record_deploy returned, i.e. once the deploy was acknowledged.
+CHILD_CONCURRENT = r"""
+import os, sys, threading
+from caxton.store import NodeStore
+
+path, tag = sys.argv[1], sys.argv[2]
+store = NodeStore(path)
+print("ready", flush=True)
+out = threading.Lock()
+
+def writer(t):
+    i = 0
+    while True:
+        name = f"{tag}-{t}-{i}"
+        store.record_deploy(name, agent_id=name, kind="wasm", version="v1", version_number=1,
+                            payload=os.urandom(2000), metadata={"t": t})
+        with out:
+            print(name, flush=True)
+        i += 1
+
+for t in range(6):
+    threading.Thread(target=writer, args=(t,), daemon=True).start()
+threading.Event().wait()
+"""
+
+
 def _env() -> dict[str, str]:
     env = dict(os.environ)
     root = str(Path(__file__).resolve().parents[2])
@@ -145,3 +172,34 @@ def test_kill_inside_commit_leaves_old_version_current(tmp_path: Path) -> None:
         assert store.get_version("a", "2").text() == "two"
     finally:
         store.close()
+
+
+@pytest.mark.timeout(120)
+def test_kill_9_during_concurrent_deploys_loses_no_acknowledged_one(tmp_path: Path) -> None:
+    """Group commit: writes from many threads share a COMMIT, and a write is acknowledged only
+    after its COMMIT; killing the writer at any moment loses none that were acknowledged."""
+    path = tmp_path / "node.db"
+    rng = random.Random(99)
+    acked: list[str] = []
+    for round_no in range(4):
+        proc = subprocess.Popen(
+            [sys.executable, "-c", CHILD_CONCURRENT, str(path), f"r{round_no}"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env(), text=True,
+        )
+        assert proc.stdout is not None and proc.stderr is not None
+        line = proc.stdout.readline()
+        assert line.strip() == "ready", proc.stderr.read()
+        time.sleep(rng.uniform(0.2, 0.6))
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+        acked += [raw for raw in proc.stdout.read().splitlines() if raw.startswith("r")]
+        proc.stdout.close()
+        proc.stderr.close()
+        store = check_consistent(path)
+        try:
+            recorded = {a.name for a in store.list_agents()}
+        finally:
+            store.close()
+        missing = [name for name in acked if name not in recorded]
+        assert not missing, missing[:5]
+    assert len(acked) > 20  # the writers did real work between kills
