@@ -59,7 +59,6 @@ _INVALID_OP = "<invalid>"
 _EMPTY: dict[str, Any] = {}
 _SNDMORE_NOBLOCK = int(zmq.SNDMORE | zmq.NOBLOCK)
 _NOBLOCK = int(zmq.NOBLOCK)
-_BATCH = 64  # requests read per turn of the socket loop before running work and replying
 
 
 def _encode_default(value: Any) -> Any:
@@ -187,6 +186,9 @@ class ControlServer:
         executor: Lets the socket thread run quick actors that a non-blocking handler made
             runnable (a WASM agent's guest call for ``message.send``) itself, right after the
             request, instead of handing them to another thread; ``None`` = never.
+        max_batch: Most requests read per turn of the socket loop before their work runs
+            and their replies are sent (adaptive, see :meth:`_run`); ``1`` = answer each
+            request before reading the next.
 
     Raises:
         InsecureBind: (from :meth:`start`) a public bind without CURVE or ``insecure``.
@@ -204,6 +206,7 @@ class ControlServer:
         future_timeout: float = 600.0,
         sndhwm: int = 10_000,
         executor: LocalExecutor | None = None,
+        max_batch: int = 16,
     ) -> None:
         self._requested_endpoint = endpoint
         self._curve = curve
@@ -214,6 +217,9 @@ class ControlServer:
         self._future_timeout = future_timeout
         self._sndhwm = sndhwm
         self._executor = executor
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be >= 1, got {max_batch!r}")
+        self._max_batch = max_batch
         self._routes: dict[str, _Route] = {}
         self._done: collections.deque[tuple[_Pending, bytes]] = collections.deque()
         self._wake_pending = False
@@ -429,6 +435,8 @@ class ControlServer:
         rcvtimeo = -1
         executor = self._executor
         run_pending = executor.run_pending if executor is not None else None
+        limit = 1
+        max_batch = self._max_batch
         if executor is not None:
             executor.adopt()
         try:
@@ -455,6 +463,12 @@ class ControlServer:
                     except zmq.Again:
                         frames = None
                     self._idle = False
+                # Adaptive batching: read up to ``limit`` more requests that are already
+                # queued before running the work and sending the replies. Under load, replies
+                # then leave in bursts (far fewer wake-ups of ZeroMQ's I/O thread and of the
+                # clients); but a request read early waits for the rest of its batch, so the
+                # limit doubles only while turns find the queue still full and halves when a
+                # turn empties it: a lightly loaded port answers each request at once.
                 batch = 0
                 while frames is not None:
                     if frames[0] == wake_id:
@@ -464,16 +478,16 @@ class ControlServer:
                             self._handle(sock, frames, time.perf_counter_ns())
                         except Exception as exc:  # a bug must cost one reply, not the port
                             self._handle_bug(sock, frames, exc)
-                    # Read what else is already queued before running the work and sending
-                    # the replies: under load, each actor then handles several messages per
-                    # turn and replies leave in bursts (fewer wake-ups of ZeroMQ's I/O thread).
                     batch += 1
                     frames = None
-                    if batch < _BATCH:
-                        try:  # cheaper than asking zmq.EVENTS first (pyzmq wraps it in an enum)
-                            frames = recv_multipart(_NOBLOCK)
-                        except zmq.Again:
-                            frames = None
+                    if batch > limit or batch >= max_batch:
+                        limit = min(limit * 2, max_batch)  # the queue outlasted the turn
+                        break
+                    try:  # cheaper than asking zmq.EVENTS first (pyzmq wraps it in an enum)
+                        frames = recv_multipart(_NOBLOCK)
+                    except zmq.Again:
+                        if batch <= limit // 2 or batch == 1:
+                            limit = max(1, limit // 2)
                 if run_pending is not None and batch:
                     try:
                         run_pending()

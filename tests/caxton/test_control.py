@@ -538,3 +538,23 @@ def test_curve_admits_only_allow_listed_keys(tmp_path: Path) -> None:
             plain.call("node.status")
     finally:
         srv.stop()
+
+
+@pytest.mark.parametrize("max_batch", [1, 3, 16])
+def test_pipelined_requests_are_all_answered_whatever_the_batch_limit(max_batch: int) -> None:
+    srv = make_server(max_batch=max_batch)
+    srv.start()
+    try:
+        with ControlClient(srv.endpoint, timeout=5.0, max_in_flight=500) as c:
+            ids = [c.send_nowait("message.send", {"agent": "a", "content": i})
+                   for i in range(300)]
+            replies = {r.id: r for r in (c.recv(5) for _ in ids)}
+        assert sorted(replies) == sorted(ids)
+        assert [replies[i].result["content"] for i in ids] == list(range(300))
+    finally:
+        srv.stop()
+
+
+def test_batch_limit_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="max_batch"):
+        ControlServer("tcp://127.0.0.1:0", max_batch=0)
