@@ -54,6 +54,8 @@ try:
     _GET_FUEL = _held("wasmtime_context_get_fuel")
     _SET_EPOCH = _held("wasmtime_context_set_epoch_deadline")
     _MEM_DATA = _held("wasmtime_memory_data")
+    # The address as a plain int: no POINTER object and ``addressof(.contents)`` per read.
+    _MEM_DATA.restype = ctypes.c_void_p
     _MEM_SIZE = _held("wasmtime_memory_data_size")
     _MEMMOVE = ctypes.PYFUNCTYPE(ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
                                  ctypes.c_size_t)(ctypes._memmove_addr)  # type: ignore[attr-defined]
@@ -61,7 +63,7 @@ try:
 except (NameError, AttributeError):  # pragma: no cover - depends on the installed wasmtime
     _HELD = False
 
-__all__ = ["FastCall", "StoreOps", "fast_call"]
+__all__ = ["FastCall", "FastCall1", "StoreOps", "fast_call"]
 
 
 class StoreOps:
@@ -113,7 +115,7 @@ class StoreOps:
         """Address of linear memory (re-read on every use: memory may move when it grows)."""
         if not _HELD:
             return ctypes.addressof(self._memory.data_ptr(self._store).contents)
-        return ctypes.addressof(_MEM_DATA(self._ctx, self._memref).contents)
+        return _MEM_DATA(self._ctx, self._memref) or 0
 
     def size(self) -> int:
         """``memory.data_len(store)``."""
@@ -190,6 +192,43 @@ class FastCall:
         return buf[0].i32 if self._result == "i32" else buf[0].i64
 
 
+class FastCall1(FastCall):
+    """:class:`FastCall` for the common shape: one integer parameter, one integer result
+    (``handle(len) -> i64``, ``inbox(size) -> i32``): no per-call loop over parameter kinds.
+    """
+
+    __slots__ = ("_ctx", "_param_field", "_result_field", "_store", "_val")
+
+    def __init__(self, store: wasmtime.Store, func: wasmtime.Func, params: tuple[str, ...],
+                 result: str) -> None:
+        super().__init__(func, params, result)
+        self._param_field = params[0]  # "i32" or "i64": the raw value's union member
+        self._result_field = result
+        # A store's context pointer lives as long as the store (StoreOps caches it too).
+        self._store = store
+        self._ctx = store._context()
+        self._val = self._buf[0]  # a view of the buffer's one slot (no wrapper per call)
+
+    def __call__(self, store: wasmtime.Store, *args: int) -> Any:
+        """Call the export; same results and exceptions as ``Func.__call__``."""
+        if len(args) != 1:
+            raise wasmtime.WasmtimeError(f"expected 1 parameters, got {len(args)}")
+        val = self._val
+        setattr(val, self._param_field, args[0])
+        ctx = self._ctx if store is self._store else store._context()
+        error = _CALL_UNCHECKED(ctx, self._func_ref, self._buf, 1, self._trap_ref)
+        if error:
+            exc = wasmtime.WasmtimeError._from_ptr(error)
+            _raise_last_exn()  # a host function's exception takes precedence, as there
+            raise exc
+        if self._trap:
+            trap = _WasmTrap._from_ptr(self._trap)  # takes ownership of the trap
+            self._new_trap_slot()
+            _raise_last_exn()
+            raise trap
+        return getattr(val, self._result_field)
+
+
 #: ``(params, results)`` kinds by the caller's key (a module hash and an export name): every
 #: instance of a module has the same export types, and reading them through the C API is
 #: most of what wrapping an export costs (once per agent start).
@@ -223,4 +262,6 @@ def fast_call(store: wasmtime.Store, func: wasmtime.Func,
     params, results = sig
     if not set(params) <= _INT_KINDS or len(results) > 1 or not set(results) <= _INT_KINDS:
         return func
+    if len(params) == 1 and len(results) == 1:
+        return FastCall1(store, func, params, results[0])
     return FastCall(func, params, results[0] if results else None)

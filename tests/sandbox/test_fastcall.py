@@ -54,3 +54,28 @@ def test_gil_keeping_accessors_are_bound_with_the_installed_wasmtime() -> None:
 
     assert fastcall._AVAILABLE
     assert fastcall._HELD
+
+
+def test_the_one_param_one_result_shape_gets_the_specialised_call() -> None:
+    from sandbox.fastcall import FastCall1
+
+    engine = wasmtime.Engine()
+    store = wasmtime.Store(engine)
+    module = wasmtime.Module(engine, """
+        (module
+          (func (export "wide") (param i64) (result i64) local.get 0 i64.const 3 i64.mul)
+          (func (export "narrow") (param i32) (result i32) local.get 0 i32.const -1 i32.add)
+          (func (export "to_wide") (param i32) (result i64) local.get 0 i64.extend_i32_s))
+    """)
+    inst = wasmtime.Instance(store, module, [])
+    for name, values in [("wide", [0, -5, 1 << 40, -(2**61)]),
+                         ("narrow", [0, 1, -(2**31), 2**31 - 1]),
+                         ("to_wide", [7, -7])]:
+        func = inst.exports(store)[name]
+        assert isinstance(func, wasmtime.Func)
+        fast = fast_call(store, func)
+        assert isinstance(fast, FastCall1)
+        for v in values:
+            assert fast(store, v) == func(store, v), (name, v)
+        with pytest.raises(wasmtime.WasmtimeError, match="expected 1 parameters, got 2"):
+            fast(store, 1, 2)
