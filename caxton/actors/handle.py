@@ -12,6 +12,9 @@ from typing import Any
 
 import pykka
 
+# the inbox item ``ActorRef.ask`` builds (see caxton.routing.handle)
+from pykka._envelope import Envelope
+
 from caxton.errors import AgentUnavailable, CircuitOpen
 from caxton.messages import Message
 from caxton.routing import ActorVersionHandle, ReplyFuture
@@ -69,7 +72,8 @@ class SupervisedVersionHandle(ActorVersionHandle):
             CircuitOpen: The breaker is open after repeated failures.
             AgentUnavailable: The instance is restarting or stopped.
         """
-        if self.ref is None:
+        ref = self.ref
+        if ref is None:
             agent, version = self._agent, self._version
             if self.state == "circuit_open":
                 raise CircuitOpen(
@@ -81,7 +85,20 @@ class SupervisedVersionHandle(ActorVersionHandle):
                 f"agent {agent!r} version {version!r} has no running instance "
                 f"({self.state}; last exit: {self.last_exit}); retry shortly"
             )
-        super().deliver(message, reply)
+        # ActorVersionHandle.deliver with the ref already in hand (no resolve call, one read
+        # of the stopped flag's Event per check): the hot path of every message
+        stopped = ref.actor_stopped
+        if stopped.is_set():
+            raise AgentUnavailable(
+                f"agent {self._agent!r} version {self._version!r} has no running instance"
+            )
+        ref.actor_inbox.put(Envelope(message, reply_to=reply))
+        if stopped.is_set():
+            # The actor stopped between the check and the put: the envelope may sit in a dead
+            # inbox forever. First outcome wins, so failing it here is always safe.
+            reply.fail(AgentUnavailable(
+                f"agent {self._agent!r} version {self._version!r} stopped; retry"
+            ))
 
     def stop(self, timeout: float | None = None) -> None:
         """Terminate the child through its supervisor, after its queued messages."""

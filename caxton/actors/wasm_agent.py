@@ -104,6 +104,9 @@ class WasmAgentActor(Supervised, PooledActor):
         self._box: sb.Sandbox | None = None
         self._started = time.monotonic()
         self._last_error: str | None = None
+        # One packer per actor (``msgpack.packb`` makes one per call); an actor handles one
+        # message at a time, so it is never used by two threads at once.
+        self._packer = msgpack.Packer(use_bin_type=True)
 
     def on_start(self) -> None:
         """Load the sandbox (validated, compiled once per module hash) and restore state."""
@@ -154,8 +157,14 @@ class WasmAgentActor(Supervised, PooledActor):
         assert box is not None
         on_fuel = self.spec.on_fuel
         fuel_before = box.fuel_consumed  # a plain counter read: no extra guest call
+        packer = self._packer
         try:
-            out = box.handle(msgpack.packb(message.content, use_bin_type=True))
+            data = packer.pack(message.content)
+        except BaseException:
+            packer.reset()  # a half-packed value must not prefix the next message
+            raise
+        try:
+            out = box.handle(data)
         except sb.SandboxError as exc:
             if on_fuel is not None:
                 self._report_fuel(on_fuel, box.fuel_consumed - fuel_before)
