@@ -78,13 +78,14 @@ class Message:
         Returns:
             A message addressed to this message's sender, in the same conversation.
         """
-        return Message(
-            receiver=self.sender,
-            content=content,
-            sender=sender if sender is not None else self.receiver,
-            performative=performative,
-            conversation_id=self.conversation_id,
-            in_reply_to=self.reply_with or self.message_id,
+        return make_message(
+            self.sender,
+            content,
+            sender if sender is not None else self.receiver,
+            performative,
+            self.conversation_id,
+            None,
+            self.reply_with or self.message_id,
         )
 
     def with_conversation(self, conversation_id: str | None) -> Message:
@@ -153,4 +154,39 @@ class Message:
         )
 
 
-__all__ = ["Message", "Performative", "new_message_id"]
+_FIELDS = ("receiver", "content", "sender", "performative", "conversation_id", "reply_with",
+           "in_reply_to", "message_id")
+# The slots' own setters: a frozen dataclass's __init__ goes through object.__setattr__ once
+# per field (~1.3 us a message); these store straight into the slots (~0.6 us).
+(_set_receiver, _set_content, _set_sender, _set_performative, _set_conversation_id,
+ _set_reply_with, _set_in_reply_to, _set_message_id) = (
+    Message.__dict__[name].__set__ for name in _FIELDS)
+_new_object = object.__new__
+_REQUEST = Performative.REQUEST
+
+
+def make_message(receiver: str, content: Any, sender: str = "anonymous",
+                 performative: Performative = _REQUEST, conversation_id: str | None = None,
+                 reply_with: str | None = None, in_reply_to: str | None = None,
+                 message_id: str | None = None) -> Message:
+    """Build a :class:`Message` faster than its constructor (the hot path's two per message).
+
+    The same message as ``Message(receiver, content, ...)`` (still frozen), except that a
+    ``message_id`` of ``None`` means a new id. No validation, like the constructor.
+
+    Returns:
+        The message.
+    """
+    msg: Message = _new_object(Message)
+    _set_receiver(msg, receiver)
+    _set_content(msg, content)
+    _set_sender(msg, sender)
+    _set_performative(msg, performative)
+    _set_conversation_id(msg, conversation_id)
+    _set_reply_with(msg, reply_with)
+    _set_in_reply_to(msg, in_reply_to)
+    _set_message_id(msg, message_id if message_id is not None else new_message_id())
+    return msg
+
+
+__all__ = ["Message", "Performative", "make_message", "new_message_id"]
