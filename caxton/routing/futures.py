@@ -24,11 +24,13 @@ from typing import Any
 
 import pykka
 import structlog
+from pykka._future import _Unset as _PykkaUnset
 
 from caxton.errors import AgentFailed, AgentUnavailable, CaxtonError, Timeout
 from caxton.messages import Message
 
 _log = structlog.get_logger("caxton.routing")
+_UNSET = _PykkaUnset()
 
 ExcInfo = tuple[type[BaseException] | None, BaseException | None, TracebackType | None]
 DoneCallback = Callable[["ReplyFuture"], None]
@@ -64,7 +66,10 @@ class ReplyFuture(pykka.ThreadingFuture[Message]):
         # Not ThreadingFuture.__init__: its Condition (an RLock plus bookkeeping) costs more
         # than the rest of a routed message's bookkeeping, and most replies are consumed by a
         # done callback, never waited on. ``get`` creates a waiter Event only when needed.
-        pykka.Future.__init__(self)
+        # pykka.Future.__init__, inlined (it is a Generic: its super().__init__ chain costs
+        # more than the two assignments); pykka tests the hook result with isinstance.
+        self._get_hook = None
+        self._get_hook_result = _UNSET
         self._condition = None  # type: ignore[assignment]
         self._result = None
         self._waiter: threading.Event | None = None
@@ -92,10 +97,16 @@ class ReplyFuture(pykka.ThreadingFuture[Message]):
             self._fired = True
             callbacks, self._callbacks = self._callbacks, []
             waiter = self._waiter
+        self._notify(callbacks, waiter)
+
+    def _notify(self, callbacks: list[DoneCallback], waiter: threading.Event | None) -> None:
         if waiter is not None:
             waiter.set()
         for callback in callbacks:
-            self._run(callback)
+            try:
+                callback(self)
+            except Exception as exc:  # a callback bug must not lose the reply
+                _log.error("routing.callback_failed", error=repr(exc))
 
     def _run(self, callback: DoneCallback) -> None:
         try:
@@ -109,10 +120,16 @@ class ReplyFuture(pykka.ThreadingFuture[Message]):
         Args:
             value: The reply message.
         """
-        if not self._claim():
-            return
-        self._value = value
-        self._fire()
+        # claim, store and fire under one acquisition of the lock (the hot path: every reply)
+        with self._state_lock:
+            if self._claimed:
+                return
+            self._claimed = True
+            self._value = value
+            self._fired = True
+            callbacks, self._callbacks = self._callbacks, []
+            waiter = self._waiter
+        self._notify(callbacks, waiter)
 
     def set_exception(self, exc_info: ExcInfo | None = None) -> None:
         """Complete with an error (normalised to a CaxtonError); ignored if already complete.
