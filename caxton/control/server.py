@@ -59,6 +59,7 @@ _INVALID_OP = "<invalid>"
 _EMPTY: dict[str, Any] = {}
 _SNDMORE_NOBLOCK = int(zmq.SNDMORE | zmq.NOBLOCK)
 _NOBLOCK = int(zmq.NOBLOCK)
+_local = threading.local()
 
 
 def _encode_default(value: Any) -> Any:
@@ -566,7 +567,9 @@ class ControlServer:
         route = self._routes[op]
         pending.op = op
         try:
-            args = route.args_model.model_validate(msg.get("args") or _EMPTY)
+            # what ``model_validate`` does, minus its Python-level wrapper (~0.5 us)
+            args = route.args_model.__pydantic_validator__.validate_python(
+                msg.get("args") or _EMPTY)
         except ValidationError as exc:
             self._reply_now(sock, pending, invalid_argument_from(op, exc).to_dict())
             return
@@ -679,7 +682,12 @@ class ControlServer:
         if exc is not None:
             self._complete(pending, pack(self._error_for(pending, exc)))
             return
-        self._finish(pending, fut.result())
+        value = fut.result()
+        if type(value) is dict:  # the common case (a message's wire map): not a future
+            self._done.append((pending, self._pack_ok(pending, value)))
+            self._wake()
+            return
+        self._finish(pending, value)
 
     def _finish(self, pending: _Pending, value: Any) -> None:
         if _is_future_like(value):
@@ -704,10 +712,15 @@ class ControlServer:
                            "see the node's log")
 
     def _pack_ok(self, pending: _Pending, value: Any) -> bytes:
+        # A packer per thread (a Packer is not thread-safe; ``pack`` makes one every call).
+        packer = getattr(_local, "packer", None)
+        if packer is None:
+            packer = _local.packer = msgpack.Packer(use_bin_type=True, default=_encode_default)
         try:
-            return pack({"v": PROTOCOL_VERSION, "id": pending.req_id, "ok": True,
-                         "result": value})
+            return packer.pack({"v": PROTOCOL_VERSION, "id": pending.req_id, "ok": True,
+                                "result": value})
         except Exception as exc:
+            packer.reset()
             log.error("control_result_unencodable", op=pending.op, error=repr(exc))
             return pack(error_reply(pending.req_id, ErrorCode.INTERNAL,
                                     f"{pending.op}: the result could not be encoded ({exc})"))
