@@ -375,6 +375,8 @@ class AgentLifecycleManager:
             agent.sup = data.get("ref")
         elif event in ("child_exited", "child_terminated"):
             agent.sup = None
+        if event == "child_started" and not data.get("restarts"):
+            return  # a deploy's first start: its lifecycle transitions already say so
         self._emit(agent.name, f"supervisor.{event}",
                    {k: v for k, v in data.items() if k != "ref"})
 
@@ -397,8 +399,13 @@ class AgentLifecycleManager:
                 self._heal_agent(agent, label)
         elif event == "child_exited" and not data.get("normal", True):
             agent.last_error = str(data.get("reason"))
-        if event != "child_started" or data.get("restarts"):
-            self._emit(agent.name, event, {k: v for k, v in data.items() if k != "ref"})
+        # First starts (of the agent's supervisor, of a version) are routine: a deploy's or a
+        # rollout's own events say so, and a supervisor started again after a crash comes
+        # with the root's ``supervisor.child_started`` (restarts > 0).
+        if event == "supervisor_started" or (event == "child_started"
+                                             and not data.get("restarts")):
+            return
+        self._emit(agent.name, event, {k: v for k, v in data.items() if k != "ref"})
 
     def _ensure_supervisor(self, agent: _Agent) -> pykka.ActorRef[Any]:
         if agent.sup is not None and agent.sup.is_alive():

@@ -527,8 +527,10 @@ class Supervisor(Supervised, PooledActor):
             if failure is not None:
                 self._shutdown_children()
                 raise ChildStartError(self.name, spec.id, str(failure)) from failure.exception
+        # Routine, like a child's first start: a node starts one supervisor per agent it
+        # deploys, and at info each was a log line (hundreds a second while deploying).
         self._events.emit(
-            ev.SUPERVISOR_STARTED, "info", strategy=self.strategy.value, children=len(self._initial)
+            ev.SUPERVISOR_STARTED, "debug", strategy=self.strategy.value, children=len(self._initial)
         )
         self._initial = []
 
