@@ -432,20 +432,27 @@ class AgentLifecycleManager:
             agent.name, label, lambda timeout: self._stop_instance(agent, label, timeout))
         spec = ChildSpec(label, start, restart=Restart.PERMANENT,
                          shutdown=self.supervision.shutdown)
-        sup = self._ensure_supervisor(agent)
+        sup = agent.sup if agent.sup is not None and agent.sup.is_alive() else None
         with agent.lock:
             agent.handles[label] = handle
             agent.child_specs[label] = spec
             if len(agent.handles) > 1:
                 self._hot.add(agent.name)
         try:
-            ref = _call(sup, "start_child", spec).get(timeout=30)
+            if sup is None:
+                # A new agent (or one whose supervisor is gone): its supervisor starts with
+                # the version as a child (its ``child_started`` gives the handle its ref),
+                # one hand-off to the supervisors' threads instead of two.
+                self._ensure_supervisor(agent)
+                ref = handle.ref
+            else:
+                ref = _call(sup, "start_child", spec).get(timeout=30)
         except Exception as exc:
             with agent.lock:
                 agent.handles.pop(label, None)
                 agent.child_specs.pop(label, None)
             raise _start_error(agent, label, exc) from exc
-        if handle.ref is None:
+        if handle.ref is None and ref is not None:
             handle.ref = ref
             handle.state = "running"
         return handle
