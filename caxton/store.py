@@ -602,11 +602,22 @@ class NodeStore:
         with self._tx() as db:
             row = db.execute("SELECT kind FROM agents WHERE name = ?", (name,)).fetchone()
             if row is None:
+                # A new agent: its only version is current, there is nothing to prune (its
+                # versions and rollout rows went with any earlier agent of that name), and its
+                # record is what was inserted (five statements fewer under the write lock).
+                values = (name, agent_id, kind, version, _state_name(state), strategy,
+                          _dumps(dict(config or {})), now, now)
                 db.execute(
                     f"INSERT INTO agents ({self._AGENT_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (name, agent_id, kind, version, _state_name(state), strategy,
-                     _dumps(dict(config or {})), now, now),
+                    values,
                 )
+                db.execute(
+                    "INSERT INTO versions (agent, version, version_number, kind, payload,"
+                    " metadata, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (name, version, int(version_number), kind, data,
+                     _dumps(dict(metadata or {})), now),
+                )
+                return self._agent(values)
             else:
                 if row[0] != kind:
                     raise InvalidArgument(
