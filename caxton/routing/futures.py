@@ -62,26 +62,29 @@ def as_caxton_error(exc: BaseException) -> CaxtonError:
 class ReplyFuture(pykka.ThreadingFuture[Message]):
     """Future of one routed message's reply; see the module docstring for its guarantees."""
 
+    # Initial state as class attributes (immutable values; an instance assigns its own on
+    # change), so the constructor - once per routed message - sets only the lock and the
+    # callback list. pykka.Future's two fields are among them (pykka tests the hook result
+    # with isinstance).
+    _get_hook = None
+    _get_hook_result = _UNSET
+    _condition = None  # type: ignore[assignment]
+    _result = None
+    _waiter: threading.Event | None = None
+    _claimed = False
+    _fired = False
+    _value: Message | None = None
+    _error: CaxtonError | None = None
+    served_by: str | None = None
+    """The label of the version instance the router delivered the message to (``None``
+    when it was never delivered, e.g. refused before routing)."""
+
     def __init__(self) -> None:
         # Not ThreadingFuture.__init__: its Condition (an RLock plus bookkeeping) costs more
         # than the rest of a routed message's bookkeeping, and most replies are consumed by a
         # done callback, never waited on. ``get`` creates a waiter Event only when needed.
-        # pykka.Future.__init__, inlined (it is a Generic: its super().__init__ chain costs
-        # more than the two assignments); pykka tests the hook result with isinstance.
-        self._get_hook = None
-        self._get_hook_result = _UNSET
-        self._condition = None  # type: ignore[assignment]
-        self._result = None
-        self._waiter: threading.Event | None = None
         self._state_lock = threading.Lock()
-        self._claimed = False
-        self._fired = False
         self._callbacks: list[DoneCallback] = []
-        self._value: Message | None = None
-        self._error: CaxtonError | None = None
-        self.served_by: str | None = None
-        """The label of the version instance the router delivered the message to (``None``
-        when it was never delivered, e.g. refused before routing)."""
 
     # -- completion --------------------------------------------------------------------------
 
