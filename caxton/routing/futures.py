@@ -203,7 +203,7 @@ class ReplyFuture(pykka.ThreadingFuture[Message]):
             CaxtonError: The typed error the message ended with.
         """
         if self._get_hook is not None:  # a derived future (``map``, ``join``)
-            if self._get_hook_result is None:
+            if self._get_hook_result is _UNSET or isinstance(self._get_hook_result, _PykkaUnset):
                 try:
                     self._get_hook_result = self._get_hook(timeout)
                 except pykka.Timeout as exc:

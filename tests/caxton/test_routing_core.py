@@ -159,3 +159,16 @@ def test_draining_version_cannot_get_weight_but_can_be_undrained() -> None:
     t.undrain("1")
     t.set_weights({"1": 10})
     assert t.versions["1"].state is VersionState.ACTIVE
+
+
+def test_reply_future_derived_futures_call_their_hook() -> None:
+    # pykka's map/join build a derived future whose get() must run the hook; ReplyFuture
+    # once mistook pykka's "unset" sentinel for a result and returned the sentinel itself.
+    from caxton.messages import Message
+    from caxton.routing import ReplyFuture
+
+    reply = ReplyFuture()
+    derived = reply.map(lambda m: m.content + 41)
+    reply.set(Message(receiver="a", content=1))
+    assert derived.get(timeout=1) == 42
+    assert derived.get(timeout=1) == 42  # computed once, kept
