@@ -252,8 +252,10 @@ class Router:
             self._metrics[handle.version] = VersionMetrics()
             self._stopped[handle.version] = threading.Event()
             weights = self._table.weights()
-        _log.info("routing.version_added", agent=self.agent, version=handle.version,
-                  weights=weights)
+        # debug: a deploy's lifecycle transition and a reload's rollout events already say
+        # it at info (one record fewer per deploy: ~50 us of the node's CPU each)
+        _log.debug("routing.version_added", agent=self.agent, version=handle.version,
+                   weights=weights)
 
     def set_weights(self, weights: Mapping[str, int]) -> None:
         """Change the weights of the named versions atomically.
