@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import ctypes
 from collections.abc import Callable, Hashable
-from typing import Any
+from typing import Any, NoReturn
 
 import wasmtime
 
@@ -164,6 +164,18 @@ class FastCall:
         self._trap = ctypes.POINTER(_raw_ffi.wasm_trap_t)()
         self._trap_ref = ctypes.byref(self._trap)
 
+    def _raise_failure(self, error: Any) -> NoReturn:
+        # What wasmtime-py's ``enter_wasm`` does after a failed call (inlined there as a
+        # context manager, which cost more per message than the guest call itself).
+        if error:
+            exc = wasmtime.WasmtimeError._from_ptr(error)
+            _raise_last_exn()  # a host function's exception takes precedence, as there
+            raise exc
+        trap = _WasmTrap._from_ptr(self._trap)  # takes ownership of the trap
+        self._new_trap_slot()
+        _raise_last_exn()
+        raise trap
+
     def __call__(self, store: wasmtime.Store, *args: int) -> Any:
         """Call the export; same results and exceptions as ``Func.__call__``."""
         if len(args) != self._nparams:
@@ -175,18 +187,10 @@ class FastCall:
                 buf[i].i32 = value
             else:
                 buf[i].i64 = value
-        # What wasmtime-py's ``enter_wasm`` does around a call, without the context manager.
         error = _CALL_UNCHECKED(store._context(), self._func_ref, buf, self._size,
                                 self._trap_ref)
-        if error:
-            exc = wasmtime.WasmtimeError._from_ptr(error)
-            _raise_last_exn()  # a host function's exception takes precedence, as there
-            raise exc
-        if self._trap:
-            trap = _WasmTrap._from_ptr(self._trap)  # takes ownership of the trap
-            self._new_trap_slot()
-            _raise_last_exn()
-            raise trap
+        if error or self._trap:
+            self._raise_failure(error)
         if self._result is None:
             return None
         return buf[0].i32 if self._result == "i32" else buf[0].i64
@@ -217,15 +221,8 @@ class FastCall1(FastCall):
         setattr(val, self._param_field, args[0])
         ctx = self._ctx if store is self._store else store._context()
         error = _CALL_UNCHECKED(ctx, self._func_ref, self._buf, 1, self._trap_ref)
-        if error:
-            exc = wasmtime.WasmtimeError._from_ptr(error)
-            _raise_last_exn()  # a host function's exception takes precedence, as there
-            raise exc
-        if self._trap:
-            trap = _WasmTrap._from_ptr(self._trap)  # takes ownership of the trap
-            self._new_trap_slot()
-            _raise_last_exn()
-            raise trap
+        if error or self._trap:
+            self._raise_failure(error)
         return getattr(val, self._result_field)
 
 
