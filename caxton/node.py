@@ -691,6 +691,7 @@ class Node:
             raise errors.InvalidArgument(f"{args.file_name}: byte content is for .wasm/.wat")
         if args.validate_only:
             return self._validate(args.file_name, args.text, args.data, detailed=True)
+        rollout = rollout_config_for(args)
         if is_config:
             assert args.text is not None
             parsed = self.manager.validate(args.text, source=args.file_name)
@@ -700,15 +701,14 @@ class Node:
             if args.strategy != DeployStrategyDefault and self.manager.has_agent(name):
                 return self._change(self.manager.reload(
                     name, args.text, strategy=str(args.strategy),
-                    rollout=rollout_config_for(args), wait=None))
+                    rollout=rollout, wait=None))
             result = self.manager.deploy_config_agent(args.text)
         else:
             assert args.data is not None
             name = args.name or Path(args.file_name).stem
             if args.strategy != DeployStrategyDefault and self.manager.has_agent(name):
                 return self._change(self.manager.reload_wasm(
-                    name, args.data, strategy=str(args.strategy),
-                    rollout=rollout_config_for(args)))
+                    name, args.data, strategy=str(args.strategy), rollout=rollout))
             kwargs: dict[str, Any] = {}
             if args.memory_bytes is not None:
                 kwargs["memory"] = DeploymentMemoryLimit(args.memory_bytes)
@@ -720,7 +720,7 @@ class Node:
                 resource_requirements=ResourceRequirements(**kwargs))
             result = self.manager.deploy_wasm_agent(None, name, "v1", 1, config, args.data)
         self._versions[result.agent] = result.version or ""
-        if rollout_config_for(args) is not None:
+        if rollout is not None:
             return self._change(result, "first deploy of this agent: the rollout settings "
                                 "apply when a deploy replaces a running version")
         return self._change(result)

@@ -239,7 +239,6 @@ class ControlServer:
         self._wake_lock = threading.Lock()
         self._wake_id = b"caxton-wake-" + os.urandom(16).hex().encode()
         self._endpoint = endpoint
-        self._packer = msgpack.Packer(use_bin_type=True, default=_encode_default)
         self.latency = LatencyRecorder()
         """Receipt-to-reply latency per op (see :meth:`LatencyRecorder.snapshot`)."""
         self.undeliverable = 0
@@ -604,13 +603,7 @@ class ControlServer:
             self._await(pending, value)
             return
         self._in_flight -= 1
-        try:
-            frame = self._packer.pack({"v": PROTOCOL_VERSION, "id": req_id, "ok": True,
-                                       "result": value})
-        except Exception:
-            self._packer.reset()
-            frame = self._pack_ok(pending, value)  # builds the INTERNAL reply
-        self._send(sock, pending, frame)
+        self._send(sock, pending, self._pack_ok(pending, value))
 
     def _handle_bug(self, sock: zmq.Socket[bytes], frames: list[bytes],
                     exc: Exception) -> None:
@@ -684,8 +677,7 @@ class ControlServer:
             return
         value = fut.result()
         if type(value) is dict:  # the common case (a message's wire map): not a future
-            self._done.append((pending, self._pack_ok(pending, value)))
-            self._wake()
+            self._complete(pending, self._pack_ok(pending, value))
             return
         self._finish(pending, value)
 

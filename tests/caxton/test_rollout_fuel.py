@@ -14,6 +14,7 @@ import pytest
 from caxton.deployment import DeploymentConfig, HotReloadConfig, HotReloadStrategy
 from caxton.manager import AgentLifecycleManager
 from caxton.rollout import AnalysisThresholds, Outcome, RolloutConfig, RolloutStatus
+from sandbox.testing import abi_module
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -23,27 +24,12 @@ ECHO = (ROOT / "agents/echo.wat").read_bytes()  # 8 fuel per message
 
 def burner(iterations: int) -> bytes:
     """Echo after a busy loop of ``iterations`` (a few fuel each; nanoseconds in all)."""
-    return f"""(module
-  (memory (export "memory") 1 16)
-  (global $buf i32 (i32.const 1024))
-  (func (export "inbox") (param $size i32) (result i32)
-    (local $need i32)
-    (local.set $need (i32.shr_u (i32.add (local.get $size) (i32.const 66559)) (i32.const 16)))
-    (if (i32.gt_u (local.get $need) (memory.size))
-      (then
-        (if (i32.eq (memory.grow (i32.sub (local.get $need) (memory.size))) (i32.const -1))
-          (then (return (i32.const 0))))))
-    (global.get $buf))
-  (func (export "handle") (param $len i32) (result i64)
-    (local $i i32)
+    return abi_module(f"""(local $i i32)
     (local.set $i (i32.const {iterations}))
     (loop $spin
       (local.set $i (i32.sub (local.get $i) (i32.const 1)))
       (br_if $spin (local.get $i)))
-    (i64.or
-      (i64.shl (i64.extend_i32_u (global.get $buf)) (i64.const 32))
-      (i64.extend_i32_u (local.get $len)))))
-""".encode()
+    (i64.or (i64.const 0x40000000000) (i64.extend_i32_u (local.get $len)))""")
 
 
 # Latency is not judged here (a loaded 2-core machine has p99 spikes of tens of ms that say
