@@ -241,10 +241,11 @@ class NodeConfig(BaseModel):
         max_frame_size: Largest control frame accepted (ZeroMQ ``MAXMSGSIZE``).
         suspended_queue_bound: Messages held per suspended agent before ``AGENT_SUSPENDED``.
         cpus: CPUs the node pins itself to (``None``: all).
-        control_batch: Most requests the control port reads per turn before it runs their
-            work and sends the replies (adaptive: it batches only while requests queue up).
-            ``1`` answers each request before reading the next: the lowest latency per
-            request, about a third less throughput under load.
+        control_batch: Most requests the saturated control port reads per turn before it
+            runs their work and sends the replies. An idle port answers each request before
+            reading the next; it batches only after 8 requests in a row found the next one
+            queued, and is eager again once the queue empties. ``1`` never batches: less
+            throughput under load.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)

@@ -1165,10 +1165,11 @@ def build_node_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cpus", metavar="LIST",
                         help="pin the node to these CPUs, e.g. 0 (default: all)")
     parser.add_argument("--control-batch", metavar="N", type=int,
-                        help="most requests the control port reads before it answers them "
-                             "(default 16, adaptive: it batches only while requests queue "
-                             "up); 1 answers each before reading the next - lowest latency, "
-                             "about a third less throughput under load")
+                        help="most requests the saturated control port reads before it "
+                             "answers them (default 16). An idle port answers each request "
+                             "before reading the next; it batches only after 8 requests in "
+                             "a row found the next one queued, and stops as soon as the "
+                             "queue empties. 1 never batches: less throughput under load")
     return parser
 
 

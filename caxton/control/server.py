@@ -188,8 +188,10 @@ class ControlServer:
             runnable (a WASM agent's guest call for ``message.send``) itself, right after the
             request, instead of handing them to another thread; ``None`` = never.
         max_batch: Most requests read per turn of the socket loop before their work runs
-            and their replies are sent (adaptive, see :meth:`_run`); ``1`` = answer each
-            request before reading the next.
+            and their replies are sent, once the port is saturated (adaptive, see
+            :meth:`_run`); ``1`` = always answer each request before reading the next.
+        eager_run: Requests answered one by one in a row, each finding the next already
+            queued, after which the port counts as saturated and starts batching.
 
     Raises:
         InsecureBind: (from :meth:`start`) a public bind without CURVE or ``insecure``.
@@ -208,6 +210,7 @@ class ControlServer:
         sndhwm: int = 10_000,
         executor: LocalExecutor | None = None,
         max_batch: int = 16,
+        eager_run: int = 8,
     ) -> None:
         self._requested_endpoint = endpoint
         self._curve = curve
@@ -221,6 +224,9 @@ class ControlServer:
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch!r}")
         self._max_batch = max_batch
+        if eager_run < 1:
+            raise ValueError(f"eager_run must be >= 1, got {eager_run!r}")
+        self._eager_run = eager_run
         self._routes: dict[str, _Route] = {}
         self._done: collections.deque[tuple[_Pending, bytes]] = collections.deque()
         self._wake_pending = False
@@ -437,6 +443,7 @@ class ControlServer:
         run_pending = executor.run_pending if executor is not None else None
         limit = 1
         max_batch = self._max_batch
+        eager_run = self._eager_run
         if executor is not None:
             executor.adopt()
         try:
@@ -453,22 +460,33 @@ class ControlServer:
                 # ``_idle`` and then reads ``done`` (the GIL orders both), so a completion is
                 # either seen here or wakes the recv below - never lost, and no wake-up is
                 # sent while this thread is busy.
-                self._idle = True
-                if done:
-                    self._idle = False
-                    frames = None
-                else:
+                frames = None
+                if not done:
                     try:
-                        frames = recv_multipart()
+                        frames = recv_multipart(_NOBLOCK)
                     except zmq.Again:
-                        frames = None
-                    self._idle = False
-                # Adaptive batching: read up to ``limit`` more requests that are already
-                # queued before running the work and sending the replies. Under load, replies
-                # then leave in bursts (far fewer wake-ups of ZeroMQ's I/O thread and of the
-                # clients); but a request read early waits for the rest of its batch, so the
-                # limit doubles only while turns find the queue still full and halves when a
-                # turn empties it: a lightly loaded port answers each request at once.
+                        # Nothing is waiting: the port is idle, so it answers the next
+                        # requests eagerly (see below) until it is saturated again.
+                        limit = 1
+                        self._idle = True
+                        if not done:
+                            try:
+                                frames = recv_multipart()
+                            except zmq.Again:
+                                pass
+                        self._idle = False
+                # Two modes. Eager (``limit == 1``, whenever the port has been idle): each
+                # request is handled, its inline work run and its reply sent before the next
+                # is read, so a request never waits for the ones read after it. Batching
+                # (``limit`` 2..max_batch): up to ``limit`` requests already queued are read
+                # before their work runs and their replies leave together. Under saturation
+                # that costs far fewer wake-ups of ZeroMQ's I/O thread (each one a write
+                # that can preempt this thread) and of the clients, but a request read early
+                # waits for the rest of its batch. The port turns to batching only after
+                # ``eager_run`` requests in a row found the next one already queued; the
+                # limit then doubles while turns find the queue still full and halves (to 2
+                # at least) when a turn empties it early, and it is eager again as soon as
+                # it finds nothing to read.
                 batch = 0
                 while frames is not None:
                     if frames[0] == wake_id:
@@ -478,25 +496,24 @@ class ControlServer:
                             self._handle(sock, frames, time.perf_counter_ns())
                         except Exception as exc:  # a bug must cost one reply, not the port
                             self._handle_bug(sock, frames, exc)
+                        if limit == 1:
+                            self._settle_local(sock, run_pending)
                     batch += 1
                     frames = None
-                    if batch > limit or batch >= max_batch:
+                    if limit == 1:
+                        if batch >= eager_run:
+                            if max_batch > 1:
+                                limit = 2  # saturated: start batching
+                            break
+                    elif batch > limit or batch >= max_batch:
                         limit = min(limit * 2, max_batch)  # the queue outlasted the turn
                         break
                     try:  # cheaper than asking zmq.EVENTS first (pyzmq wraps it in an enum)
                         frames = recv_multipart(_NOBLOCK)
                     except zmq.Again:
-                        if batch <= limit // 2 or batch == 1:
-                            limit = max(1, limit // 2)
-                if run_pending is not None and batch:
-                    try:
-                        run_pending()
-                    except Exception:  # pragma: no cover - actors catch their own
-                        log.exception("control_local_work_crashed")
-                while done:
-                    pending, frame = done.popleft()
-                    self._in_flight -= 1
-                    self._send(sock, pending, frame)
+                        if limit > 2 and batch <= limit // 2:
+                            limit //= 2
+                self._settle_local(sock, run_pending if batch else None)
                 if self._backlog:
                     self._flush_backlog(sock)
         except Exception:  # pragma: no cover - a bug here must be visible, not silent
@@ -505,6 +522,21 @@ class ControlServer:
             if executor is not None:
                 executor.release()
             self._close()
+
+    def _settle_local(self, sock: zmq.Socket[bytes],
+                      run_pending: Callable[[], int] | None) -> None:
+        # Run the inline work the requests just handled made runnable, then send every reply
+        # that is ready (theirs and any completed elsewhere meanwhile).
+        if run_pending is not None:
+            try:
+                run_pending()
+            except Exception:  # pragma: no cover - actors catch their own
+                log.exception("control_local_work_crashed")
+        done = self._done
+        while done:
+            pending, frame = done.popleft()
+            self._in_flight -= 1
+            self._send(sock, pending, frame)
 
     def _close(self) -> None:
         if self._pool is not None:

@@ -555,6 +555,83 @@ def test_pipelined_requests_are_all_answered_whatever_the_batch_limit(max_batch:
         srv.stop()
 
 
+class _InlineWork:
+    """A :class:`LocalExecutor` like the node's: a handler's reply is completed only when the
+    socket thread runs the pending work (as a WASM agent's guest call is)."""
+
+    def __init__(self) -> None:
+        self.pending: list[tuple[Future[dict[str, Any]], dict[str, Any]]] = []
+
+    def adopt(self) -> None:
+        pass
+
+    def release(self) -> None:
+        pass
+
+    def run_pending(self) -> int:
+        ran, self.pending = self.pending, []
+        for fut, value in ran:
+            fut.set_result(value)
+        return len(ran)
+
+
+def _replies_sent_before_each_request(max_batch: int, eager_run: int,
+                                      burst: int) -> list[list[tuple[int, int]]]:
+    """Twice, queue ``burst`` requests behind a slow one; for each request the handler
+    records (its content, how many replies of the round the port had sent when it ran)."""
+    seen: list[tuple[int, int]] = []
+    work = _InlineWork()
+    srv = ControlServer("tcp://127.0.0.1:0", max_batch=max_batch, eager_run=eager_run,
+                        executor=work)
+
+    def send(args: protocol.MessageSendArgs) -> Future[dict[str, Any]]:
+        counts = srv.latency.snapshot().get("message.send", {}).get("count", 0)
+        seen.append((args.content, int(counts)))
+        if args.content == -1:
+            time.sleep(0.3)  # the port is busy: the burst queues up behind this request
+        fut: Future[dict[str, Any]] = Future()
+        work.pending.append((fut, echo_send(args)))
+        return fut
+
+    srv.register("message.send", send, blocking=False)
+    srv.start()
+    rounds: list[list[tuple[int, int]]] = []
+    try:
+        with ControlClient(srv.endpoint, timeout=5.0, max_in_flight=500) as c:
+            for _ in range(2):  # the second burst comes after the port went idle again
+                del seen[:]
+                first = c.send_nowait("message.send", {"agent": "a", "content": -1})
+                time.sleep(0.05)
+                ids = [first, *(c.send_nowait("message.send", {"agent": "a", "content": i})
+                                for i in range(burst))]
+                replies = {r.id: r for r in (c.recv(5) for _ in ids)}
+                assert sorted(replies) == sorted(ids)
+                assert [replies[i].result["content"] for i in ids] == [-1, *range(burst)]
+                base = seen[0][1]
+                rounds.append([(content, sent - base) for content, sent in seen])
+    finally:
+        srv.stop()
+    return rounds
+
+
+def test_an_idle_port_answers_each_request_before_reading_the_next() -> None:
+    # After an idle port reads a request it is eager: the first ``eager_run`` requests of a
+    # burst each find every earlier reply already sent (nobody waits for later requests).
+    # Then it batches: some request runs before the reply of the one before it has left.
+    # Once the burst is answered the port idles, and the next burst starts eagerly again.
+    for seen in _replies_sent_before_each_request(max_batch=16, eager_run=6, burst=60):
+        assert [content for content, _ in seen] == [-1, *range(60)]
+        assert [sent for _, sent in seen[:7]] == list(range(7))
+        assert any(sent < position for position, (_, sent) in enumerate(seen))
+
+
+def test_batch_limit_one_never_batches() -> None:
+    for seen in _replies_sent_before_each_request(max_batch=1, eager_run=6, burst=40):
+        assert [sent for _, sent in seen] == list(range(41))
+
+
 def test_batch_limit_must_be_positive() -> None:
     with pytest.raises(ValueError, match="max_batch"):
         ControlServer("tcp://127.0.0.1:0", max_batch=0)
+    with pytest.raises(ValueError, match="eager_run"):
+        ControlServer("tcp://127.0.0.1:0", eager_run=0)
