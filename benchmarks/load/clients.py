@@ -25,10 +25,11 @@ from __future__ import annotations
 import contextlib
 import multiprocessing as mp
 import os
+import select
 import time
 from array import array
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import msgpack
 import zmq
@@ -82,6 +83,24 @@ def _payload(index: int, seq: int, size: int, crash: bool) -> str:
     return head + "x" * max(0, size - len(head))
 
 
+def _readable(sock: zmq.Socket[bytes], fd: int, timeout_s: float) -> bool:
+    """Wait up to ``timeout_s`` (with microsecond resolution) for a reply to read.
+
+    ``zmq_poll`` counts its timeout in whole milliseconds, so a paced client that must send
+    again within the millisecond would have to poll with a zero timeout in a loop, burning the
+    core the node needs and then catching up in bursts. This waits on the socket's file
+    descriptor with ``select`` instead; that descriptor is edge-triggered (it signals that
+    ZeroMQ has commands to process, not that a message is queued), so ``EVENTS`` is checked
+    before blocking and after waking.
+    """
+    if cast(int, sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
+        return True
+    if timeout_s <= 0:
+        return False
+    select.select([fd], [], [], timeout_s)
+    return bool(cast(int, sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN)
+
+
 def run_client(spec: ClientSpec, t0: float, progress: Any = None) -> dict[str, Any]:
     """Drive the endpoint as described by ``spec`` and return the accounting.
 
@@ -104,6 +123,7 @@ def run_client(spec: ClientSpec, t0: float, progress: Any = None) -> dict[str, A
     sock.connect(spec.endpoint)
     poller = zmq.Poller()
     poller.register(sock, zmq.POLLIN)
+    fd = cast(int, sock.getsockopt(zmq.FD))
 
     pending: dict[int, tuple[int, str, str]] = {}
     expired: dict[int, tuple[int, str, str]] = {}
@@ -252,18 +272,18 @@ def run_client(spec: ClientSpec, t0: float, progress: Any = None) -> dict[str, A
                     per_agent[agent][0] += 1
                     if progress is not None:
                         progress[pidx] = sent
-                wait_ms = 100
+                wait_s = 0.1
                 if interval and len(pending) < spec.window:
-                    wait_ms = max(0, int((next_send - time.monotonic()) * 1000))
+                    wait_s = max(0.0, next_send - time.monotonic())
             else:
-                wait_ms = 100
+                wait_s = 0.1
             if not sending and pending:
                 # draining: give up once the last request's timeout plus grace has passed
                 newest = max(v[0] for v in pending.values())
                 limit = newest / 1e9 + spec.timeout + spec.drain_grace
                 if time.perf_counter_ns() / 1e9 > limit:
                     break
-            if poller.poll(wait_ms):
+            if _readable(sock, fd, wait_s):
                 while True:
                     try:
                         frame = sock.recv(zmq.NOBLOCK)
