@@ -63,7 +63,56 @@ try:
 except (NameError, AttributeError):  # pragma: no cover - depends on the installed wasmtime
     _HELD = False
 
-__all__ = ["FastCall", "FastCall1", "StoreOps", "fast_call"]
+#: wasmtime C functions that keep the GIL process-wide (see :func:`_hold_admin_calls`).
+ADMIN_CALLS = (
+    "wasmtime_store_new",
+    "wasmtime_store_context",
+    "wasmtime_store_limiter",
+    "wasmtime_store_delete",
+    "wasmtime_context_set_fuel",
+    "wasmtime_context_get_fuel",
+    "wasmtime_context_set_epoch_deadline",
+    "wasmtime_instance_export_nth",
+    "wasmtime_memory_data_size",
+    "wasmtime_engine_increment_epoch",
+)
+
+
+def _hold_admin_calls() -> tuple[str, ...]:
+    """Rebind the bookkeeping calls of a store's life so that they keep the GIL.
+
+    Making a sandbox (a store, its limits, fuel and deadline, the instance's exports) and
+    closing it took ten C calls besides instantiation, each through the ``CDLL`` binding,
+    which drops and re-takes the GIL; with other threads waiting (a node deploying with
+    eight requests in flight) each drop can hand the GIL to another thread and queue the
+    agent's start behind it: two futex calls and often a cross-CPU wake per drop. These calls
+    only allocate, set a field or read one (well under a microsecond, no guest code, no
+    blocking), so wasmtime-py's own wrappers are pointed at ``PyDLL`` bindings of the same
+    functions. Calls that run guest code (instantiation, which runs a start function, and
+    every export call) or compile still release the GIL.
+
+    Returns:
+        The names rebound (empty when wasmtime-py's internals moved: then nothing changes).
+    """
+    if not _HELD:  # pragma: no cover - depends on the installed wasmtime
+        return ()
+    bound: list[str] = []
+    for name in ADMIN_CALLS:
+        src = getattr(_raw_bindings, "_" + name, None)
+        if src is None or getattr(src, "_caxton_held", False):  # pragma: no cover
+            continue
+        fn = getattr(_HELD_DLL, name)
+        fn.restype, fn.argtypes = src.restype, src.argtypes
+        fn._caxton_held = True
+        setattr(_raw_bindings, "_" + name, fn)
+        bound.append(name)
+    return tuple(bound)
+
+
+HELD_ADMIN_CALLS = _hold_admin_calls()
+"""The wasmtime C functions rebound by :func:`_hold_admin_calls` at import."""
+
+__all__ = ["ADMIN_CALLS", "HELD_ADMIN_CALLS", "FastCall", "FastCall1", "StoreOps", "fast_call"]
 
 
 class StoreOps:
