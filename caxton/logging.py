@@ -470,6 +470,46 @@ class _JsonLinesFile(logging.handlers.RotatingFileHandler):
             self.handleError(record)
 
 
+class _KeyValue(structlog.dev.KeyValueColumnFormatter):
+    """structlog's key/value column, built by concatenation instead of a ``StringIO``.
+
+    The stock ``__call__`` makes a ``StringIO`` and writes up to ten pieces into it for every
+    key of every record; a node record has six or seven keys, which made the console the
+    dearest of the three handlers. Same fields, same pieces, same order: same text.
+    """
+
+    def __call__(self, key: str, value: object) -> str:
+        text = self.value_repr(value)
+        if len(text) < self.width:
+            text += " " * (self.width - len(text))
+        reset = self.reset_style
+        out = self.value_style + text + reset
+        if self.key_style is not None:
+            out = self.key_style + key + reset + "=" + out
+        if self.prefix:
+            out = self.prefix + reset + out
+        if self.postfix:
+            out += self.postfix + reset
+        return out
+
+
+def _fast_columns(renderer: structlog.dev.ConsoleRenderer) -> structlog.dev.ConsoleRenderer:
+    """Swap the renderer's stock key/value columns for :class:`_KeyValue` (same output)."""
+    try:
+        columns = renderer.columns
+    except AttributeError:  # pragma: no cover - structlog < 25.5 has no public columns
+        return renderer
+    kv = structlog.dev.KeyValueColumnFormatter
+    fields = ("key_style", "value_style", "reset_style", "value_repr", "width", "prefix",
+              "postfix")
+    renderer.columns = [
+        structlog.dev.Column(col.key, _KeyValue(**{f: getattr(col.formatter, f) for f in fields}))
+        if type(col.formatter) is kv else col
+        for col in columns
+    ]
+    return renderer
+
+
 def _formatter(kind: Literal["console", "json"], colors: bool) -> logging.Formatter:
     renderer: Processor
     if kind == "json":
@@ -480,9 +520,9 @@ def _formatter(kind: Literal["console", "json"], colors: bool) -> logging.Format
         )
     else:
         # Plain tracebacks: rich ones print local variables, which may hold secrets.
-        renderer = structlog.dev.ConsoleRenderer(
+        renderer = _fast_columns(structlog.dev.ConsoleRenderer(
             colors=colors, exception_formatter=structlog.dev.plain_traceback
-        )
+        ))
         tail: list[Processor] = [renderer]
     return _Formatter(
         foreign_pre_chain=_FOREIGN_CHAIN,

@@ -215,3 +215,32 @@ def test_bind_and_clear_context_with_capture_logs() -> None:
 def test_hub_rejects_bad_ring_size() -> None:
     with pytest.raises(ValueError):
         LogHub(ring_size=0)
+
+
+@pytest.mark.parametrize("colors", [False, True])
+def test_console_columns_render_exactly_as_structlogs_own(colors: bool) -> None:
+    # The console's key/value columns are built by concatenation (cheaper per record than
+    # structlog's StringIO), and must print the very same text, padding and styles included.
+    from caxton.logging import _fast_columns, _KeyValue
+
+    def stock() -> structlog.dev.ConsoleRenderer:
+        return structlog.dev.ConsoleRenderer(
+            colors=colors, exception_formatter=structlog.dev.plain_traceback)
+
+    fast = _fast_columns(stock())
+    assert any(isinstance(c.formatter, _KeyValue) for c in fast.columns)
+    try:
+        raise ValueError("boom")
+    except ValueError as exc:
+        error = exc
+    records: list[dict[str, Any]] = [
+        {"event": "lifecycle.transition", "level": "info", "logger": "caxton.node",
+         "timestamp": "2026-01-01T00:00:00Z", "agent": "a", "from": "Loaded", "to": "Running",
+         "reason": "deployed", "n": 3, "none": None, "quoted": "two words", "eq": "a=b"},
+        {"event": "an event name longer than the thirty-character pad", "level": "warning"},
+        {"event": "x", "level": "debug", "logger_name": "other", "data": {"k": [1, 2]}},
+        {"event": "failed", "level": "error", "exc_info": error, "stack": "stack text"},
+        {"event": "no level"},
+    ]
+    for record in records:
+        assert fast(None, "info", dict(record)) == stock()(None, "info", dict(record))
