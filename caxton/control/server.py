@@ -356,6 +356,9 @@ class ControlServer:
             raise
         self._endpoint = last.decode() if isinstance(last, bytes) else str(last)
         self._ctx, self._sock = ctx, sock
+        # pyzmq's Socket.send only adds DRAFT routing-id/group handling to the backend's
+        # send, which the reply path never uses (~0.3 us a call on every reply frame)
+        self._raw_send = super(zmq.Socket, sock).send
         self._pool = ThreadPoolExecutor(max_workers=self._workers,
                                         thread_name_prefix="caxton-control")
         self._thread = threading.Thread(target=self._run, name="caxton-control-port",
@@ -435,7 +438,7 @@ class ControlServer:
     def _run(self) -> None:
         sock = self._sock
         assert sock is not None
-        recv_multipart = sock.recv_multipart
+        recv_multipart = _multipart_reader(sock)
         wake_id = self._wake_id
         done = self._done
         rcvtimeo = -1
@@ -767,8 +770,9 @@ class ControlServer:
     def _send_parts(self, sock: zmq.Socket[bytes], parts: list[bytes]) -> bool:
         try:
             if len(parts) == 2:  # a DEALER peer: identity + reply (skips send_multipart)
-                sock.send(parts[0], _SNDMORE_NOBLOCK)
-                sock.send(parts[1], _NOBLOCK)
+                send = self._raw_send
+                send(parts[0], _SNDMORE_NOBLOCK)
+                send(parts[1], _NOBLOCK)
             else:
                 sock.send_multipart(parts, zmq.NOBLOCK)
             return True
@@ -795,6 +799,25 @@ class ControlServer:
                 if exc.errno != errno.EHOSTUNREACH:
                     raise
                 self.undeliverable += 1
+
+
+def _multipart_reader(sock: zmq.Socket[bytes]) -> Callable[..., list[bytes]]:
+    """``sock.recv_multipart`` for small frames, about twice as fast.
+
+    pyzmq's version asks ``getsockopt(RCVMORE)`` after every frame (an enum conversion and a
+    call into libzmq each); a zero-copy frame carries the same flag as ``.more``.
+    """
+    recv = sock.recv
+
+    def recv_multipart(flags: int = 0) -> list[bytes]:
+        frame = recv(flags, copy=False)  # raises zmq.Again like recv_multipart
+        parts = [frame.bytes]
+        while frame.more:  # the rest of a multipart message is already queued
+            frame = recv(flags, copy=False)
+            parts.append(frame.bytes)
+        return parts
+
+    return recv_multipart
 
 
 _PLAIN = frozenset({dict, list, str, bytes, int, float, bool, type(None), tuple})
