@@ -64,6 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-baselines", action="store_true", help="skip the same-run baselines")
     p.add_argument("--no-half-peak", action="store_true",
                    help="steady: skip the paced phase at 50 %% of the peak rate")
+    p.add_argument("--normal-priority-clients", action="store_true",
+                   help="run the client processes as normal processes; by default they run "
+                        "under SCHED_BATCH so that their wake-ups do not preempt the server "
+                        "they measure (the node or the raw echo baseline alike)")
     p.add_argument("--connect", metavar="ENDPOINT", help="use a running node instead")
     p.add_argument("--node-cmd", help="command that starts a node (default: python -m caxton)")
     p.add_argument("--pin-node", metavar="CPUS",
@@ -90,7 +94,8 @@ def config_from(args: argparse.Namespace) -> LoadConfig:
         payload=args.payload, timeout=args.timeout, crash_fraction=args.crash_fraction,
         crash_every=max(1, args.crash_every), strategies=strategies,
         deploy_window=args.deploy_window, hops=args.hops, baselines=not args.no_baselines,
-        half_peak=not args.no_half_peak, quiet=args.quiet)
+        half_peak=not args.no_half_peak, quiet=args.quiet,
+        polite_clients=not args.normal_priority_clients)
 
 
 def run(args: argparse.Namespace) -> int:

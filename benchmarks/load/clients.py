@@ -58,6 +58,7 @@ class ClientSpec:
         drain_grace: Seconds beyond ``timeout`` to wait for the last replies.
         hard_cap_s: Absolute bound on the client's life (sending plus drain).
         exact_echo: Replies must equal the content (WASM echo); else contain it (config echo).
+        polite: Run the client under ``SCHED_BATCH`` (see :func:`_be_polite`).
     """
 
     endpoint: str
@@ -76,11 +77,30 @@ class ClientSpec:
     drain_grace: float = 5.0
     hard_cap_s: float = 3600.0
     exact_echo: bool = True
+    polite: bool = True
 
 
 def _payload(index: int, seq: int, size: int, crash: bool) -> str:
     head = f"{'crash:' if crash else ''}{index}:{seq}:"
     return head + "x" * max(0, size - len(head))
+
+
+def _be_polite() -> None:
+    """Put this client process under Linux's ``SCHED_BATCH`` policy (no privilege needed).
+
+    The clients share the machine with the server they measure (the node or the raw echo
+    baseline alike). A normal process woken by a reply preempts whatever runs on its CPU -
+    often the server's own thread, in the middle of a request - and the server's receipt-to-
+    reply clock then counts time in which it did not run at all. A batch process gets the
+    same share of CPU but does not preempt on wake-up. Where the policy does not exist the
+    client runs as it is.
+    """
+    setter = getattr(os, "sched_setscheduler", None)
+    policy = getattr(os, "SCHED_BATCH", None)
+    if setter is None or policy is None:
+        return
+    with contextlib.suppress(OSError):
+        setter(0, policy, os.sched_param(0))
 
 
 def _readable(sock: zmq.Socket[bytes], fd: int, timeout_s: float) -> bool:
@@ -115,6 +135,8 @@ def run_client(spec: ClientSpec, t0: float, progress: Any = None) -> dict[str, A
     """
     if spec.duration <= 0 and spec.messages <= 0:
         raise ValueError("a client needs a duration or a message count")
+    if spec.polite:
+        _be_polite()
     ctx = zmq.Context()
     sock = ctx.socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)

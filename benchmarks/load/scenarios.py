@@ -56,6 +56,8 @@ class LoadConfig:
     hops: int = 1
     baselines: bool = True
     half_peak: bool = True
+    # clients under SCHED_BATCH: their wake-ups do not preempt the server they measure
+    polite_clients: bool = True
     quiet: bool = False
     node_pid: int | None = None
     prefix: str = ""
@@ -293,7 +295,8 @@ def specs_for(cfg: LoadConfig, endpoint: str, agents: list[str], *, exact_echo: 
             duration=cfg.duration if duration is None else duration, messages=n,
             timeout=cfg.timeout, payload=cfg.payload, crash_agents=list(crash_agents or []),
             crash_every=cfg.crash_every, rate=rate / cfg.clients if rate else 0.0,
-            conversation=conversation, exact_echo=exact_echo, hard_cap_s=cfg.hard_cap_s))
+            conversation=conversation, exact_echo=exact_echo, hard_cap_s=cfg.hard_cap_s,
+            polite=cfg.polite_clients))
     return specs
 
 

@@ -8,6 +8,7 @@ purpose with ``python -m benchmarks.load`` and reported, not run in the suite.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -75,3 +76,24 @@ def test_bounded_by_message_count(shared_node: NodeProcess) -> None:
     assert result.ok, result.checks
     assert result.load.sent == 300
     assert result.load.replied == 300
+
+
+def _policy_after(polite: bool) -> int:
+    # in a fresh process, as each client runs
+    code = ("import os; from benchmarks.load.clients import _be_polite; "
+            f"_be_polite() if {polite} else None; print(os.sched_getscheduler(0))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True,
+                         text=True, timeout=60, check=True)
+    return int(out.stdout)
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_BATCH"), reason="Linux only")
+def test_clients_run_under_sched_batch_unless_told_otherwise() -> None:
+    assert _policy_after(True) == os.SCHED_BATCH
+    assert _policy_after(False) == os.SCHED_OTHER
+    cfg = sc.LoadConfig(agents=1, clients=2)
+    assert all(s.polite for s in sc.specs_for(cfg, "tcp://127.0.0.1:1", ["a"],
+                                              exact_echo=True))
+    cfg = sc.LoadConfig(agents=1, clients=2, polite_clients=False)
+    assert not any(s.polite for s in sc.specs_for(cfg, "tcp://127.0.0.1:1", ["a"],
+                                                  exact_echo=True))
