@@ -243,7 +243,7 @@ class NodeConfig(BaseModel):
         cpus: CPUs the node pins itself to (``None``: all).
         control_batch: Most requests the saturated control port reads per turn before it
             runs their work and sends the replies. An idle port answers each request before
-            reading the next; it batches only after 8 requests in a row found the next one
+            reading the next; it batches only after 64 requests in a row found the next one
             queued, and is eager again once the queue empties. ``1`` never batches: less
             throughput under load.
     """

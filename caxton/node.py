@@ -1167,7 +1167,7 @@ def build_node_parser() -> argparse.ArgumentParser:
     parser.add_argument("--control-batch", metavar="N", type=int,
                         help="most requests the saturated control port reads before it "
                              "answers them (default 16). An idle port answers each request "
-                             "before reading the next; it batches only after 8 requests in "
+                             "before reading the next; it batches only after 64 requests in "
                              "a row found the next one queued, and stops as soon as the "
                              "queue empties. 1 never batches: less throughput under load")
     return parser

@@ -210,7 +210,7 @@ class ControlServer:
         sndhwm: int = 10_000,
         executor: LocalExecutor | None = None,
         max_batch: int = 16,
-        eager_run: int = 8,
+        eager_run: int = 64,
     ) -> None:
         self._requested_endpoint = endpoint
         self._curve = curve
