@@ -241,6 +241,12 @@ class NodeConfig(BaseModel):
         max_frame_size: Largest control frame accepted (ZeroMQ ``MAXMSGSIZE``).
         suspended_queue_bound: Messages held per suspended agent before ``AGENT_SUSPENDED``.
         cpus: CPUs the node pins itself to (``None``: all).
+        gil_cpu: The one CPU the node's Python threads share once it has started: ``auto``
+            (the first CPU the node may use, when it may use more than one), a CPU number,
+            or ``off``. The GIL runs one Python thread at a time anyway; on one CPU a
+            thread hand-off is a switch on that CPU, not a wake-up of another CPU, and
+            ZeroMQ's I/O threads keep the other CPUs. ``off`` suits WASM agents whose long
+            guest calls should run in parallel on several cores.
         control_batch: Most requests the saturated control port reads per turn before it
             runs their work and sends the replies. An idle port answers each request before
             reading the next; it batches only after 64 requests in a row found the next one
@@ -266,6 +272,17 @@ class NodeConfig(BaseModel):
     suspended_queue_bound: int = Field(default=1000, ge=0, le=10_000_000)
     cpus: tuple[Annotated[int, Field(ge=0)], ...] | None = None
     control_batch: int = Field(default=16, ge=1, le=1024)
+    gil_cpu: Literal["auto", "off"] | Annotated[int, Field(ge=0)] = "auto"
+
+    @field_validator("gil_cpu", mode="before")
+    @classmethod
+    def _gil_cpu(cls, value: object) -> object:
+        # the flag gives a string; ``gil_cpu: 1`` in YAML gives an int
+        if isinstance(value, str) and value.strip().isdigit():
+            return int(value)
+        if isinstance(value, str) and value.strip() not in ("auto", "off"):
+            raise ValueError("must be auto, off or a CPU number like 0")
+        return value.strip() if isinstance(value, str) else value
 
     @field_validator("cpus", mode="before")
     @classmethod

@@ -1164,6 +1164,13 @@ def build_node_parser() -> argparse.ArgumentParser:
                         help="how long shutdown drains agents, e.g. 10s (default 10s)")
     parser.add_argument("--cpus", metavar="LIST",
                         help="pin the node to these CPUs, e.g. 0 (default: all)")
+    parser.add_argument("--gil-cpu", metavar="CPU",
+                        help="the one CPU the node's Python threads share: auto (default: "
+                             "the first usable CPU, if there are several), a number, or off. "
+                             "The GIL runs one Python thread at a time anyway; on one CPU a "
+                             "hand-off between them wakes no other CPU, and ZeroMQ's I/O "
+                             "threads keep the others. off lets long WASM guest calls of "
+                             "several agents run on several cores")
     parser.add_argument("--control-batch", metavar="N", type=int,
                         help="most requests the saturated control port reads before it "
                              "answers them (default 16). An idle port answers each request "
@@ -1171,6 +1178,67 @@ def build_node_parser() -> argparse.ArgumentParser:
                              "a row found the next one queued, and stops as soon as the "
                              "queue empties. 1 never batches: less throughput under load")
     return parser
+
+
+def gil_cpu_for(setting: int | str) -> int | None:
+    """The CPU the node's Python threads will share, from the ``gil_cpu`` setting.
+
+    Args:
+        setting: ``"auto"``, ``"off"`` or a CPU number.
+
+    Returns:
+        The CPU, or ``None`` for no pinning (``off``, ``auto`` with one usable CPU, or a
+        platform without CPU affinity and ``auto``).
+
+    Raises:
+        ConfigError: A CPU number the node may not use (not in its affinity mask).
+    """
+    if setting == "off":
+        return None
+    getter = getattr(os, "sched_getaffinity", None)
+    if getter is None:
+        if setting == "auto":
+            return None
+        raise ConfigError(f"gil_cpu={setting!r}: this platform has no CPU affinity; set "
+                          "--gil-cpu off")
+    allowed = sorted(getter(0))
+    if setting == "auto":
+        return allowed[0] if len(allowed) > 1 else None
+    if setting not in allowed:
+        raise ConfigError(f"gil_cpu={setting!r}: the node may only use CPUs {allowed} (see "
+                          "--cpus); choose one of them with --gil-cpu, or --gil-cpu off")
+    return int(setting)
+
+
+def pin_python_threads(cpu: int) -> dict[str, int]:
+    """Pin the process's Python threads to ``cpu``; leave ZeroMQ's I/O threads on every CPU
+    the process may use.
+
+    Threads started later inherit the affinity of the thread that starts them, so the
+    node's later Python threads are pinned too. Call it once the ZeroMQ contexts exist (their
+    I/O threads are named ``ZMQbg/...``).
+
+    Args:
+        cpu: The CPU.
+
+    Returns:
+        ``{"pinned": n, "free": m}``: Python threads pinned, ZeroMQ threads left free.
+    """
+    allowed = os.sched_getaffinity(0)
+    counts = {"pinned": 0, "free": 0}
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/comm") as fh:
+                name = fh.read().strip()
+            if name.startswith("ZMQbg"):
+                os.sched_setaffinity(int(tid), allowed)
+                counts["free"] += 1
+            else:
+                os.sched_setaffinity(int(tid), {cpu})
+                counts["pinned"] += 1
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # the thread ended meanwhile
+    return counts
 
 
 def pin_to_cpus(cpus: tuple[int, ...]) -> None:
@@ -1240,12 +1308,13 @@ def main(argv: list[str] | None = None) -> int:
         "watch.enabled": True if ns.watch else None,
         "insecure": True if ns.insecure else None,
         "log.level": ns.log_level, "drain_timeout": ns.drain_timeout, "cpus": ns.cpus,
-        "control_batch": ns.control_batch,
+        "control_batch": ns.control_batch, "gil_cpu": ns.gil_cpu,
     }
     try:
         config = load_node_config(ns.config, overrides)
         if config.cpus is not None:
             pin_to_cpus(config.cpus)  # before any thread starts, so every thread inherits it
+        gil_cpu = gil_cpu_for(config.gil_cpu)
     except ConfigError as exc:
         print(f"caxton: {exc.message}", file=sys.stderr)
         return 2
@@ -1287,9 +1356,13 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         node.shutdown(0.0)
         return 1
+    if gil_cpu is not None:
+        counts = pin_python_threads(gil_cpu)
+        _log.info("node.python_threads_pinned", cpu=gil_cpu, **counts)
     print(_banner(node), flush=True)
     node.run()
     return 0
 
 
-__all__ = ["AGENT_SUFFIXES", "Node", "build_node_parser", "main", "rollout_config_for"]
+__all__ = ["AGENT_SUFFIXES", "Node", "build_node_parser", "gil_cpu_for", "main",
+           "pin_python_threads", "rollout_config_for"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from caxton.config import (
     load_node_config,
 )
 from caxton.errors import ErrorCode, InvalidArgument
+from caxton.node import gil_cpu_for
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -258,3 +260,24 @@ def test_hostile_yaml_is_refused(tmp_path: Path, text: str, line: int | None,
         load_node_config(write(tmp_path, text))
     if line is not None:
         assert info.value.details[0]["line"] == line
+
+
+def test_gil_cpu_setting(tmp_path: Path) -> None:
+    assert NodeConfig().gil_cpu == "auto"
+    assert load_node_config(write(tmp_path, "gil_cpu: 1\n")).gil_cpu == 1
+    assert load_node_config(None, {"gil_cpu": "0"}).gil_cpu == 0
+    assert load_node_config(None, {"gil_cpu": "off"}).gil_cpu == "off"
+    with pytest.raises(ConfigError, match="auto, off or a CPU number") as info:
+        load_node_config(write(tmp_path, "gil_cpu: fast\n"))
+    assert info.value.details[0]["key"] == "gil_cpu" and info.value.details[0]["line"] == 1
+    with pytest.raises(ConfigError):
+        load_node_config(None, {"gil_cpu": -1})
+
+
+def test_gil_cpu_resolution() -> None:
+    allowed = sorted(os.sched_getaffinity(0))
+    assert gil_cpu_for("off") is None
+    assert gil_cpu_for("auto") == (allowed[0] if len(allowed) > 1 else None)
+    assert gil_cpu_for(allowed[-1]) == allowed[-1]
+    with pytest.raises(ConfigError, match="may only use CPUs"):
+        gil_cpu_for(allowed[-1] + 64)
