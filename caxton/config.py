@@ -278,6 +278,8 @@ class NodeConfig(BaseModel):
     @classmethod
     def _gil_cpu(cls, value: object) -> object:
         # the flag gives a string; ``gil_cpu: 1`` in YAML gives an int
+        if isinstance(value, bool):
+            raise ValueError("must be auto, off or a CPU number like 0 (not a boolean)")
         if isinstance(value, str) and value.strip().isdigit():
             return int(value)
         if isinstance(value, str) and value.strip() not in ("auto", "off"):

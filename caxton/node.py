@@ -22,6 +22,7 @@ once.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import itertools
 import logging
@@ -1195,6 +1196,9 @@ def gil_cpu_for(setting: int | str) -> int | None:
     """
     if setting == "off":
         return None
+    gil_enabled = getattr(sys, "_is_gil_enabled", None)
+    if setting == "auto" and gil_enabled is not None and not gil_enabled():
+        return None  # free-threaded Python: threads do run in parallel
     getter = getattr(os, "sched_getaffinity", None)
     if getter is None:
         if setting == "auto":
@@ -1210,34 +1214,74 @@ def gil_cpu_for(setting: int | str) -> int | None:
     return int(setting)
 
 
-def pin_python_threads(cpu: int) -> dict[str, int]:
-    """Pin the process's Python threads to ``cpu``; leave ZeroMQ's I/O threads on every CPU
-    the process may use.
+def pin_python_threads(cpu: int) -> set[int] | None:
+    """Pin every thread of the process to ``cpu`` (call it before the node starts threads).
 
-    Threads started later inherit the affinity of the thread that starts them, so the
-    node's later Python threads are pinned too. Call it once the ZeroMQ contexts exist (their
-    I/O threads are named ``ZMQbg/...``).
+    Threads inherit the affinity of the thread that starts them, so every thread the node
+    starts afterwards - its Python threads, and ZeroMQ's I/O threads too, until
+    :func:`free_zeromq_threads` widens them again - begins on ``cpu``; no thread can start
+    on another CPU between two steps of a scan.
 
     Args:
         cpu: The CPU.
 
     Returns:
-        ``{"pinned": n, "free": m}``: Python threads pinned, ZeroMQ threads left free.
+        The CPUs the process could use before (for :func:`free_zeromq_threads`), or ``None``
+        when the pinning failed (logged as ``node.gil_cpu_unavailable``; the node runs
+        unpinned).
     """
-    allowed = os.sched_getaffinity(0)
-    counts = {"pinned": 0, "free": 0}
+    try:
+        allowed = set(os.sched_getaffinity(0))
+    except OSError as exc:
+        _log.warning("node.gil_cpu_unavailable", cpu=cpu, error=str(exc),
+                     fix="run with --gil-cpu off")
+        return None
+    try:
+        _set_every_thread({cpu})
+    except OSError as exc:
+        _log.warning("node.gil_cpu_unavailable", cpu=cpu, error=str(exc),
+                     fix="run with --gil-cpu off, or name a CPU this node may use")
+        with contextlib.suppress(OSError):
+            _set_every_thread(allowed)  # undo a partial pinning
+        return None
+    return allowed
+
+
+def _set_every_thread(cpus: set[int]) -> None:
+    os.sched_setaffinity(0, cpus)
     for tid in os.listdir("/proc/self/task"):
+        with contextlib.suppress(ProcessLookupError, FileNotFoundError):
+            os.sched_setaffinity(int(tid), cpus)
+
+
+def free_zeromq_threads(cpus: set[int]) -> dict[str, int]:
+    """Give ZeroMQ's I/O threads (named ``ZMQbg/...``) back every CPU in ``cpus``.
+
+    Args:
+        cpus: The CPUs the process could use before :func:`pin_python_threads`.
+
+    Returns:
+        ``{"pinned": n, "free": m}``: threads left on the one CPU, ZeroMQ threads freed.
+    """
+    counts = {"pinned": 0, "free": 0}
+    try:
+        tids = os.listdir("/proc/self/task")
+    except OSError as exc:
+        _log.warning("node.zeromq_threads_not_freed", error=str(exc))
+        return counts
+    for tid in tids:
         try:
             with open(f"/proc/self/task/{tid}/comm") as fh:
                 name = fh.read().strip()
             if name.startswith("ZMQbg"):
-                os.sched_setaffinity(int(tid), allowed)
+                os.sched_setaffinity(int(tid), cpus)
                 counts["free"] += 1
             else:
-                os.sched_setaffinity(int(tid), {cpu})
                 counts["pinned"] += 1
         except (FileNotFoundError, ProcessLookupError):
             continue  # the thread ended meanwhile
+        except OSError as exc:
+            _log.warning("node.zeromq_thread_not_freed", thread=tid, error=str(exc))
     return counts
 
 
@@ -1325,6 +1369,8 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger().level))
     if config.log.level != "debug":
         _quiet_console()
+    # before the node starts any thread: every thread it starts inherits the one CPU
+    free_cpus = pin_python_threads(gil_cpu) if gil_cpu is not None else None
     try:
         node = Node(config, hub)
     except Exception as exc:
@@ -1356,13 +1402,13 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         node.shutdown(0.0)
         return 1
-    if gil_cpu is not None:
-        counts = pin_python_threads(gil_cpu)
+    if free_cpus is not None:
+        counts = free_zeromq_threads(free_cpus)
         _log.info("node.python_threads_pinned", cpu=gil_cpu, **counts)
     print(_banner(node), flush=True)
     node.run()
     return 0
 
 
-__all__ = ["AGENT_SUFFIXES", "Node", "build_node_parser", "gil_cpu_for", "main",
-           "pin_python_threads", "rollout_config_for"]
+__all__ = ["AGENT_SUFFIXES", "Node", "build_node_parser", "free_zeromq_threads", "gil_cpu_for",
+           "main", "pin_python_threads", "rollout_config_for"]

@@ -9,6 +9,7 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from structlog.testing import capture_logs
 
 from caxton.config import (
     ConfigError,
@@ -18,7 +19,7 @@ from caxton.config import (
     load_node_config,
 )
 from caxton.errors import ErrorCode, InvalidArgument
-from caxton.node import gil_cpu_for
+from caxton.node import gil_cpu_for, pin_python_threads
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -272,6 +273,8 @@ def test_gil_cpu_setting(tmp_path: Path) -> None:
     assert info.value.details[0]["key"] == "gil_cpu" and info.value.details[0]["line"] == 1
     with pytest.raises(ConfigError):
         load_node_config(None, {"gil_cpu": -1})
+    with pytest.raises(ConfigError, match="not a boolean"):
+        load_node_config(write(tmp_path, "gil_cpu: yes\n"))
 
 
 def test_gil_cpu_resolution() -> None:
@@ -281,3 +284,12 @@ def test_gil_cpu_resolution() -> None:
     assert gil_cpu_for(allowed[-1]) == allowed[-1]
     with pytest.raises(ConfigError, match="may only use CPUs"):
         gil_cpu_for(allowed[-1] + 64)
+
+
+def test_a_pinning_the_kernel_refuses_leaves_the_node_unpinned_and_says_so() -> None:
+    before = os.sched_getaffinity(0)
+    with capture_logs() as logs:
+        assert pin_python_threads(max(before) + 4096) is None
+    assert os.sched_getaffinity(0) == before
+    assert [e["event"] for e in logs] == ["node.gil_cpu_unavailable"]
+    assert "--gil-cpu off" in logs[0]["fix"]
