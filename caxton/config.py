@@ -241,7 +241,7 @@ class NodeConfig(BaseModel):
         max_frame_size: Largest control frame accepted (ZeroMQ ``MAXMSGSIZE``).
         suspended_queue_bound: Messages held per suspended agent before ``AGENT_SUSPENDED``.
         cpus: CPUs the node pins itself to (``None``: all).
-        gil_cpu: The one CPU the node's Python threads share once it has started: ``auto``
+        gil_cpu: The one CPU the node's Python threads share (ZeroMQ's are freed): ``auto``
             (the first CPU the node may use, when it may use more than one), a CPU number,
             or ``off``. The GIL runs one Python thread at a time anyway; on one CPU a
             thread hand-off is a switch on that CPU, not a wake-up of another CPU, and
