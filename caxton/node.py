@@ -1371,6 +1371,12 @@ def main(argv: list[str] | None = None) -> int:
         _quiet_console()
     # before the node starts any thread: every thread it starts inherits the one CPU
     free_cpus = pin_python_threads(gil_cpu) if gil_cpu is not None else None
+    if free_cpus is not None:
+        from supervisors import default_dispatcher
+
+        # the pool runs the slow actors (demoted from the port's thread): a long guest call
+        # there releases the GIL and must not take the CPU of everyone else's Python work
+        default_dispatcher().set_worker_cpus(free_cpus)
     try:
         node = Node(config, hub)
     except Exception as exc:

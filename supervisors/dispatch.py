@@ -39,6 +39,7 @@ Example::
 from __future__ import annotations
 
 import collections
+import os
 import sys
 import threading
 import time
@@ -113,6 +114,8 @@ class Dispatcher:
         self._seq = 0
         self._local = threading.local()
         self.stall_after = stall_after
+        self._worker_cpus: frozenset[int] | None = None
+        self._cpus_generation = 0
         self._watching = True
         threading.Thread(target=self._watch, name=f"{name}-watchdog", daemon=True).start()
         self.peak_workers = 0
@@ -145,9 +148,33 @@ class Dispatcher:
         threading.Thread(target=self._work, name=f"{self.name}-{self._seq}",
                          daemon=True).start()
 
+    def set_worker_cpus(self, cpus: set[int] | None) -> None:
+        """Run the pool's workers on these CPUs (Linux ``sched_setaffinity``).
+
+        A process that keeps its Python threads on one CPU (see ``caxton --gil-cpu``) still
+        wants the pool's workers free: they run the slow actors, whose long calls into
+        native code (a WASM guest's run) release the GIL and should not take the CPU of the
+        threads serving everyone else. Workers apply it before their next actor.
+
+        Args:
+            cpus: The CPUs, or ``None`` to leave the workers' affinity as inherited.
+        """
+        self._worker_cpus = frozenset(cpus) if cpus else None
+        self._cpus_generation += 1
+
     def _work(self) -> None:
         cond, queue = self._cond, self._queue
+        applied = 0
         while True:
+            if applied != self._cpus_generation:
+                applied = self._cpus_generation
+                cpus = self._worker_cpus
+                if cpus is not None:
+                    try:
+                        os.sched_setaffinity(0, cpus)
+                    except (AttributeError, OSError) as exc:  # a platform without it
+                        _log.warning("dispatcher.worker_cpus_not_applied",
+                                     dispatcher=self.name, error=str(exc))
             with cond:
                 while not queue:
                     self._idle += 1

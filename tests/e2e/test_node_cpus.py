@@ -50,16 +50,20 @@ def test_python_threads_share_one_cpu_and_zeromq_threads_keep_all(node_factory: 
     every = _allowed(os.getpid())
     node = node_factory()  # gil_cpu defaults to auto
     node.start()
-    threads = _threads(node.proc.pid)
+    pid = node.proc.pid
+    threads = _threads(pid)
     zmq_threads = [cpus for name, cpus in threads.values() if name.startswith("ZMQbg")]
     python_threads = [cpus for name, cpus in threads.values() if not name.startswith("ZMQbg")]
     assert zmq_threads and all(cpus == every for cpus in zmq_threads)
-    assert len(python_threads) > 3 and all(cpus == {min(every)} for cpus in python_threads)
+    # the main thread, the control port, the manager, the store... share one CPU; the actor
+    # pool's workers (slow actors' guest calls) keep every CPU (see supervisors' own test)
+    assert threads[pid][1] == {min(every)}
+    assert sum(cpus == {min(every)} for cpus in python_threads) > 3
+    assert all(cpus in ({min(every)}, every) for cpus in python_threads)
     # threads started later (a deploy, a message) inherit it
     assert node.cli("message", "send", "counter", "x").returncode == 0
-    later = _threads(node.proc.pid)
-    assert all(cpus == {min(every)} for tid, (name, cpus) in later.items()
-               if not name.startswith("ZMQbg"))
+    later = _threads(pid)
+    assert all(cpus in ({min(every)}, every) for _, cpus in later.values())
     assert "node.python_threads_pinned" in node.stderr() + node.stdout()
 
 

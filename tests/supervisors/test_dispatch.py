@@ -8,6 +8,7 @@ subclass made inside the test), with a unique thread-name prefix.
 from __future__ import annotations
 
 import itertools
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -766,3 +767,29 @@ def test_an_inline_turn_ends_after_the_budget_and_slow_work_moves_to_the_pool() 
     assert 1 <= here <= 6, here
     assert any(t != me for t in log)
     ref.stop()
+
+
+class _WhereAmI(PooledActor):
+    def on_receive(self, message: Any) -> Any:
+        return os.sched_getaffinity(0)
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="Linux only")
+def test_pool_workers_run_on_the_cpus_they_are_given() -> None:
+    every = os.sched_getaffinity(0)
+    one = {min(every)}
+    d = _dispatcher()
+    d.set_worker_cpus(one)
+    ref = _on(d, _WhereAmI).start()
+    try:
+        assert ref.ask("where", timeout=5) == one
+        d.set_worker_cpus(every)  # a worker already running applies it before its next actor
+        deadline = time.monotonic() + 5
+        while ref.ask("where", timeout=5) != every:
+            assert time.monotonic() < deadline, "the worker kept its old CPUs"
+            time.sleep(0.01)
+        d.set_worker_cpus(None)  # None: workers keep what they have
+        assert ref.ask("where", timeout=5) == every
+    finally:
+        ref.stop()
+    assert os.sched_getaffinity(0) == every  # the test's own thread was never touched
