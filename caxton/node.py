@@ -1374,9 +1374,9 @@ def main(argv: list[str] | None = None) -> int:
     if free_cpus is not None:
         from supervisors import default_dispatcher
 
-        # the pool runs the slow actors (demoted from the port's thread): a long guest call
-        # there releases the GIL and must not take the CPU of everyone else's Python work
-        default_dispatcher().set_worker_cpus(free_cpus)
+        # a slow actor's long guest call releases the GIL and must not take the CPU of
+        # everyone else's Python work: the pool runs those turns on every CPU
+        default_dispatcher().set_slow_actor_cpus(free_cpus)
     try:
         node = Node(config, hub)
     except Exception as exc:

@@ -114,8 +114,7 @@ class Dispatcher:
         self._seq = 0
         self._local = threading.local()
         self.stall_after = stall_after
-        self._worker_cpus: frozenset[int] | None = None
-        self._cpus_generation = 0
+        self._slow_cpus: frozenset[int] | None = None
         self._watching = True
         threading.Thread(target=self._watch, name=f"{name}-watchdog", daemon=True).start()
         self.peak_workers = 0
@@ -148,33 +147,26 @@ class Dispatcher:
         threading.Thread(target=self._work, name=f"{self.name}-{self._seq}",
                          daemon=True).start()
 
-    def set_worker_cpus(self, cpus: set[int] | None) -> None:
-        """Run the pool's workers on these CPUs (Linux ``sched_setaffinity``).
+    def set_slow_actor_cpus(self, cpus: set[int] | None) -> None:
+        """Run the slow actors' turns on these CPUs (Linux ``sched_setaffinity``).
 
-        A process that keeps its Python threads on one CPU (see ``caxton --gil-cpu``) still
-        wants the pool's workers free: they run the slow actors, whose long calls into
-        native code (a WASM guest's run) release the GIL and should not take the CPU of the
-        threads serving everyone else. Workers apply it before their next actor.
+        A process that keeps its Python threads on one CPU (see ``caxton --gil-cpu``) wants
+        the hand-offs between quick actors to stay on that CPU, but not a slow actor's long
+        call into native code (a WASM guest's run, which releases the GIL): that must not
+        take the CPU of the threads serving everyone else. A worker moves to ``cpus`` while
+        it runs an actor whose messages average more than ``inline_budget`` (the actors that
+        are no longer run inline) and back to the CPUs it started with otherwise.
 
         Args:
-            cpus: The CPUs, or ``None`` to leave the workers' affinity as inherited.
+            cpus: The CPUs, or ``None`` to leave every worker where it is.
         """
-        self._worker_cpus = frozenset(cpus) if cpus else None
-        self._cpus_generation += 1
+        self._slow_cpus = frozenset(cpus) if cpus else None
 
     def _work(self) -> None:
         cond, queue = self._cond, self._queue
-        applied = 0
+        home: frozenset[int] | None = None  # this worker's own CPUs, once it needs them
+        wide = False
         while True:
-            if applied != self._cpus_generation:
-                applied = self._cpus_generation
-                cpus = self._worker_cpus
-                if cpus is not None:
-                    try:
-                        os.sched_setaffinity(0, cpus)
-                    except (AttributeError, OSError) as exc:  # a platform without it
-                        _log.warning("dispatcher.worker_cpus_not_applied",
-                                     dispatcher=self.name, error=str(exc))
             with cond:
                 while not queue:
                     self._idle += 1
@@ -190,6 +182,19 @@ class Dispatcher:
                     # (it counts as idle from its notify until it wakes), so wake it now.
                     self._watching = True
                     self._watch_cond.notify()
+            slow_cpus = self._slow_cpus
+            if slow_cpus is not None or wide:
+                slow = slow_cpus is not None and box.slow()
+                if slow != wide:
+                    try:
+                        if home is None:
+                            home = frozenset(os.sched_getaffinity(0))
+                        os.sched_setaffinity(0, slow_cpus if slow and slow_cpus else home)
+                        wide = slow
+                    except (AttributeError, OSError) as exc:  # a platform without it
+                        _log.warning("dispatcher.slow_actor_cpus_not_applied",
+                                     dispatcher=self.name, error=str(exc))
+                        self._slow_cpus = None
             box.run(from_pool=True)
 
     def _watch(self) -> None:
@@ -314,6 +319,11 @@ class _Mailbox:
         return not self._q
 
     # -- run state ----------------------------------------------------------------------
+
+    def slow(self) -> bool:
+        """Whether its messages average more than the dispatcher's ``inline_budget``."""
+        dispatcher = self._dispatcher
+        return dispatcher is not None and self._cost_ns > dispatcher.inline_budget_ns
 
     def inline_ok(self) -> bool:
         dispatcher = self._dispatcher

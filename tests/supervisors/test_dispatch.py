@@ -771,25 +771,32 @@ def test_an_inline_turn_ends_after_the_budget_and_slow_work_moves_to_the_pool() 
 
 class _WhereAmI(PooledActor):
     def on_receive(self, message: Any) -> Any:
+        if message == "slow":
+            time.sleep(0.004)  # over the 1 ms inline budget: a slow actor
         return os.sched_getaffinity(0)
 
 
-@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="Linux only")
-def test_pool_workers_run_on_the_cpus_they_are_given() -> None:
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2,
+                    reason="needs CPU affinity and two CPUs")
+def test_slow_actors_run_on_the_slow_actor_cpus_and_quick_ones_stay_home() -> None:
     every = os.sched_getaffinity(0)
-    one = {min(every)}
-    d = _dispatcher()
-    d.set_worker_cpus(one)
-    ref = _on(d, _WhereAmI).start()
+    home = {min(every)}
+    os.sched_setaffinity(0, home)  # this thread only: the workers it starts inherit it
     try:
-        assert ref.ask("where", timeout=5) == one
-        d.set_worker_cpus(every)  # a worker already running applies it before its next actor
-        deadline = time.monotonic() + 5
-        while ref.ask("where", timeout=5) != every:
-            assert time.monotonic() < deadline, "the worker kept its old CPUs"
-            time.sleep(0.01)
-        d.set_worker_cpus(None)  # None: workers keep what they have
-        assert ref.ask("where", timeout=5) == every
+        d = _dispatcher()
+        d.set_slow_actor_cpus(every)
+        quick = _on(d, _WhereAmI).start()
+        slow = _on(d, _WhereAmI).start()
     finally:
-        ref.stop()
-    assert os.sched_getaffinity(0) == every  # the test's own thread was never touched
+        os.sched_setaffinity(0, every)
+    try:
+        assert quick.ask("where", timeout=5) == home
+        seen = [slow.ask("slow", timeout=5) for _ in range(30)]
+        # its first messages ran at home; once its average crossed the budget, on every CPU
+        assert seen[0] == home and seen[-1] == every
+        assert quick.ask("where", timeout=5) == home  # and a worker goes back home after
+        d.set_slow_actor_cpus(None)
+        assert slow.ask("slow", timeout=5) == home
+    finally:
+        quick.stop()
+        slow.stop()
