@@ -1295,9 +1295,7 @@ def pin_to_cpus(cpus: tuple[int, ...]) -> None:
         ConfigError: A CPU this machine does not have, or pinning is unsupported here.
     """
     try:
-        os.sched_setaffinity(0, set(cpus))
-        for tid in os.listdir("/proc/self/task"):
-            os.sched_setaffinity(int(tid), set(cpus))
+        _set_every_thread(set(cpus))
     except (AttributeError, OSError) as exc:
         available = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
         raise ConfigError(

@@ -491,6 +491,7 @@ class ControlServer:
                 # at least) when a turn empties it early, and it is eager again as soon as
                 # it finds nothing to read.
                 batch = 0
+                eager = limit == 1  # each request's inline work runs right after it
                 while frames is not None:
                     if frames[0] == wake_id:
                         self._wake_pending = False
@@ -499,11 +500,11 @@ class ControlServer:
                             self._handle(sock, frames, time.perf_counter_ns())
                         except Exception as exc:  # a bug must cost one reply, not the port
                             self._handle_bug(sock, frames, exc)
-                        if limit == 1:
+                        if eager:
                             self._settle_local(sock, run_pending)
                     batch += 1
                     frames = None
-                    if limit == 1:
+                    if eager:
                         if batch >= eager_run:
                             if max_batch > 1:
                                 limit = 2  # saturated: start batching
@@ -516,7 +517,7 @@ class ControlServer:
                     except zmq.Again:
                         if limit > 2 and batch <= limit // 2:
                             limit //= 2
-                self._settle_local(sock, run_pending if batch else None)
+                self._settle_local(sock, run_pending if batch and not eager else None)
                 if self._backlog:
                     self._flush_backlog(sock)
         except Exception:  # pragma: no cover - a bug here must be visible, not silent
