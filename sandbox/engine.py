@@ -116,6 +116,10 @@ class EpochTicker:
         self._lock = threading.Lock()
         self._users = 0
         self._stop: threading.Event | None = None
+        self.generation = 0
+        """Ticks so far, bumped just before each tick reaches the engines: a store whose
+        deadline was set at generation ``g`` still has its whole deadline ahead while the
+        generation is ``g`` (see ``Sandbox``, which skips resetting it then)."""
 
     def register(self, engine: wasmtime.Engine) -> None:
         """Advance ``engine``'s epoch from now on.
@@ -171,6 +175,7 @@ class EpochTicker:
         while True:
             due = int((time.monotonic() - started) / self.interval)
             for _ in range(due - done):
+                self.generation += 1  # before the engines: a reader never sees it late
                 for engine in self._engines:
                     engine.increment_epoch()
             done = max(done, due)

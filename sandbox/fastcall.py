@@ -33,7 +33,9 @@ try:  # wasmtime-py internals; guarded so an API move only costs speed, never co
     from wasmtime._func import Trap as _WasmTrap
     from wasmtime._func import maybe_raise_last_exn as _raise_last_exn
 
-    _CALL_UNCHECKED = _raw_ffi.wasmtime_func_call_unchecked
+    # The ctypes function itself, not wasmtime-py's one-line Python wrapper around it
+    _CALL_UNCHECKED = getattr(_raw_bindings, "_wasmtime_func_call_unchecked",
+                              _raw_ffi.wasmtime_func_call_unchecked)
     _VAL_RAW = _raw_ffi.wasmtime_val_raw_t
     _AVAILABLE = True
 except (ImportError, AttributeError):  # pragma: no cover - depends on the installed wasmtime
@@ -125,7 +127,7 @@ class StoreOps:
         memory: The guest's exported linear memory.
     """
 
-    __slots__ = ("_ctx", "_fuel", "_memory", "_memref", "_store")
+    __slots__ = ("_ctx", "_fuel", "_fuel_ref", "_memory", "_memref", "_store", "view")
 
     def __init__(self, store: wasmtime.Store, memory: wasmtime.Memory) -> None:
         self._store = store
@@ -133,6 +135,31 @@ class StoreOps:
         self._ctx = store._context() if _HELD else None
         self._memref = ctypes.byref(memory._memory) if _HELD else None
         self._fuel = ctypes.c_uint64(0)
+        self._fuel_ref = ctypes.byref(self._fuel)
+        self.view = memoryview(b"")
+        """Linear memory as a writable byte view, as of the last :meth:`refresh`."""
+        self.refresh()
+
+    def refresh(self) -> memoryview:
+        """Re-read the memory's size and rebuild :attr:`view` if it changed.
+
+        Memory moves or grows only in a guest call (``memory.grow``), never on its own, so a
+        view taken after the last call stays valid until the next one: call this after
+        every guest call, before using :attr:`view`. Slicing past the view's end raises
+        (a slice is clamped, so an assignment of the wrong length fails) rather than
+        touching memory outside the guest's.
+
+        Returns:
+            The current view.
+        """
+        size = self.size()
+        view = self.view
+        if len(view) != size:
+            base = self.base()
+            view = memoryview((ctypes.c_char * size).from_address(base)).cast("B") \
+                if size and base else memoryview(b"")
+            self.view = view
+        return view
 
     def set_fuel(self, fuel: int) -> None:
         """``store.set_fuel(fuel)``."""
@@ -147,11 +174,10 @@ class StoreOps:
         """``store.get_fuel()``."""
         if not _HELD:
             return self._store.get_fuel()
-        out = self._fuel
-        error = _GET_FUEL(self._ctx, ctypes.byref(out))
+        error = _GET_FUEL(self._ctx, self._fuel_ref)
         if error:
             raise wasmtime.WasmtimeError._from_ptr(error)
-        return int(out.value)
+        return self._fuel.value
 
     def set_epoch_deadline(self, ticks: int) -> None:
         """``store.set_epoch_deadline(ticks)``."""

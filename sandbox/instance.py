@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -59,6 +58,7 @@ class _Live:
     """One instance in its own store, plus cached export handles."""
 
     __slots__ = (
+        "deadline_gen",
         "exports",
         "handle",
         "inbox",
@@ -91,6 +91,7 @@ class _Live:
             store, inbox, (module_hash, "inbox") if module_hash else None)
         self.inbox_ptr = 0
         self.inbox_capacity = 0
+        self.deadline_gen = -1  # the ticker generation its epoch deadline was set at
 
     def func(self, name: str) -> wasmtime.Func | None:
         item = self.exports.get(name)
@@ -126,11 +127,16 @@ class Sandbox:
         self._hash = compiled.sha256
         # One call context, reset per call: a sandbox runs one call at a time (_busy).
         self._ctx = CallContext(host, policy, self._hash)
+        # A module that imports no function can never reach a host function, so its calls
+        # need no context installed (two thread-local writes and two resets per message).
+        info = report.info
+        self._needs_ctx = info is None or any(i.signature is not None for i in info.imports)
         self._live: _Live | None = None
         self._busy = threading.Lock()
         self._closed = False
         self._started = time.monotonic()
-        self._fuel_consumed = 0
+        self.fuel_consumed = 0
+        """Fuel used by all calls so far (read-only; a plain attribute: read per message)."""
         self._calls = 0
         self._traps = 0
         self._instances = 0
@@ -227,11 +233,6 @@ class Sandbox:
         return bool(info and info.export("snapshot") and info.export("restore"))
 
     @property
-    def fuel_consumed(self) -> int:
-        """Fuel used by all calls so far."""
-        return self._fuel_consumed
-
-    @property
     def memory_allocated(self) -> int:
         """Current linear-memory size of the live instance in bytes (last known if none)."""
         live = self._live
@@ -269,7 +270,7 @@ class Sandbox:
             A :class:`SandboxStats`.
         """
         return SandboxStats(
-            self._fuel_consumed,
+            self.fuel_consumed,
             self.memory_allocated,
             self._calls,
             self._traps,
@@ -308,7 +309,9 @@ class Sandbox:
             if size:
                 ptr = live.inbox_ptr if size <= live.inbox_capacity else \
                     self._reserve(live, size)
-                live.ops.write(ptr, message)
+                # the inbox lies inside the view (bounds-checked when reserved; memory never
+                # shrinks), and the view is current: _call refreshes it after every call
+                live.ops.view[ptr:ptr + size] = message
             packed = self._call(live, live.handle, "handle", size)
             return self._read_region(live, packed, "handle")
         finally:
@@ -448,7 +451,7 @@ class Sandbox:
                 f"instantiating module {self._hash[:12]} failed: {message}",
                 module_hash=self._hash,
             ) from None
-        self._fuel_consumed += self._limits.fuel - store.get_fuel()
+        self.fuel_consumed += self._limits.fuel - store.get_fuel()
         live = _Live(store, instance, self._hash)
         self._live = live
         self._instances += 1
@@ -499,7 +502,8 @@ class Sandbox:
     def _read_region(self, live: _Live, packed: int, export: str) -> bytes:
         packed &= 0xFFFFFFFFFFFFFFFF  # sandbox.abi.unpack_region, inlined
         ptr, length = packed >> 32, packed & 0xFFFFFFFF
-        size = live.ops.size()
+        view = live.ops.view  # refreshed by the call that returned ``packed``
+        size = len(view)
         if ptr + length > size:
             self._traps += 1
             self._discard("abi_error")
@@ -508,36 +512,45 @@ class Sandbox:
                 "memory; return (ptr << 32) | len of bytes inside linear memory",
                 module_hash=self._hash,
             )
-        if length == 0:
-            return b""
         # One copy straight out of linear memory (Memory.read copies twice via a bytearray).
-        return ctypes.string_at(live.ops.base() + ptr, length)
+        return view[ptr:ptr + length].tobytes()
 
     def _call(self, live: _Live, func: Callable[..., Any], export: str, *args: int) -> Any:
         store = live.store
         ops = live.ops
         fuel = self._limits.fuel
         ops.set_fuel(fuel)
-        ops.set_epoch_deadline(self._deadline_ticks)
-        ctx = self._ctx
-        ctx.host_calls = 0
-        ctx.abort = None
-        previous = set_context(ctx)
+        # The deadline is "now + ticks" in epochs: while no tick has happened since it was
+        # last set, it still is, and setting it again would change nothing.
+        generation = ticker.generation  # read before setting: a tick in between re-sets
+        if generation != live.deadline_gen:
+            ops.set_epoch_deadline(self._deadline_ticks)
+            live.deadline_gen = generation
+        ctx: CallContext | None = None
+        previous: CallContext | None = None
+        if self._needs_ctx:
+            ctx = self._ctx
+            ctx.host_calls = 0
+            ctx.abort = None
+            previous = set_context(ctx)
         started = time.monotonic()
         try:
             result = func(store, *args)
         except BaseException as exc:
-            set_context(previous)
+            if ctx is not None:
+                set_context(previous)
             remaining = _fuel_left(store)
-            self._fuel_consumed += fuel - remaining
+            self.fuel_consumed += fuel - remaining
             self._traps += 1
             error = self._translate(exc, ctx, export, started, store=store)
             self._discard(getattr(error, "exit_reason", type(error).__name__))
             if error is exc:
                 raise
             raise error from None
-        set_context(previous)
-        self._fuel_consumed += fuel - ops.get_fuel()
+        if ctx is not None:
+            set_context(previous)
+        self.fuel_consumed += fuel - ops.get_fuel()
+        ops.refresh()  # the call may have grown (and so moved) linear memory
         return result
 
     def _translate(

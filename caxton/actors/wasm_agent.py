@@ -183,15 +183,21 @@ class WasmAgentActor(Supervised, PooledActor):
             self.fail(err)
             raise err from exc
         if on_fuel is not None:
-            self._report_fuel(on_fuel, box.fuel_consumed - fuel_before)
+            try:  # _report_fuel, inlined: once per message
+                on_fuel(box.fuel_consumed - fuel_before)
+            except Exception as exc:
+                self._fuel_report_failed(exc)
         return message.reply(content, sender=self.spec.agent)
 
     def _report_fuel(self, on_fuel: Callable[[int], None], fuel: int) -> None:
         try:
             on_fuel(fuel)
         except Exception as exc:  # a metrics hook must never fail a message
-            _log.warning("wasm_agent.fuel_report_failed", agent=self.spec.agent,
-                         version=self.spec.version, reason=repr(exc))
+            self._fuel_report_failed(exc)
+
+    def _fuel_report_failed(self, exc: Exception) -> None:
+        _log.warning("wasm_agent.fuel_report_failed", agent=self.spec.agent,
+                     version=self.spec.version, reason=repr(exc))
 
     # -- called through the proxy -------------------------------------------------------------
 

@@ -127,6 +127,27 @@ def test_infinite_loop_runs_out_of_fuel_and_the_next_call_gets_a_fresh_instance(
     assert box.fuel_consumed >= 2_000_000
 
 
+def test_the_deadline_holds_for_a_slow_call_after_many_quick_ones(load) -> None:
+    # The deadline is set again only after the epoch ticked; a quick call must not leave a
+    # stale deadline (one already partly spent) for the next call. An empty message loops
+    # forever, any other is echoed.
+    loop_on_empty = abi_module(
+        "(if (i32.eqz (local.get $len)) (then (loop $spin (br $spin))))"
+        "(i64.or (i64.shl (i64.const 1024) (i64.const 32)) (i64.extend_i32_u (local.get $len)))"
+    )
+    timeout = 0.1
+    box = load(loop_on_empty, ResourceLimits(fuel=10**15, timeout=timeout))
+    for pause in (0.0, 0.3):
+        end = time.monotonic() + 0.3
+        while time.monotonic() < end:  # many quick calls over many epoch ticks
+            assert box.handle(b"quick") == b"quick"
+        time.sleep(pause)
+        started = time.monotonic()
+        with pytest.raises(DeadlineExceeded):
+            box.handle(b"")
+        assert time.monotonic() - started >= timeout  # the whole deadline, not what is left
+
+
 def test_deadline_interrupts_an_infinite_loop_within_50ms(load) -> None:
     # The loop has fuel for hours; only the epoch deadline can stop it. The bound is the
     # issue's "deadline + 50 ms". Under heavy load from other processes (this machine has 2
@@ -164,6 +185,24 @@ def test_memory_grow_past_the_cap_returns_minus_one_inside_the_guest(load) -> No
     assert grow_by(1) == 3
     assert grow_by(1) == -1
     assert box.traps == 0 and box.memory_allocated == 4 * 65536
+
+
+def test_replies_in_memory_grown_during_the_call_are_read_from_the_new_memory(load) -> None:
+    # Each call grows memory by a page and puts its reply in the new page; the host's view
+    # of linear memory must follow (a stale one would read the wrong bytes or fault).
+    mover = abi_module(
+        "(local $dst i32)"
+        "(local.set $dst (i32.mul (memory.grow (i32.const 1)) (i32.const 65536)))"
+        "(memory.copy (local.get $dst) (i32.const 1024) (local.get $len))"
+        "(i64.or (i64.shl (i64.extend_i32_u (local.get $dst)) (i64.const 32))"
+        " (i64.extend_i32_u (local.get $len)))",
+        memory="1 64",
+    )
+    box = load(mover, ResourceLimits(memory_bytes=64 * 65536))
+    for i in range(40):
+        message = msgpack.packb({"n": i, "pad": "y" * (i * 37)})
+        assert box.handle(message) == message
+    assert box.memory_allocated == 41 * 65536 and box.traps == 0
 
 
 def test_memory_bomb_is_a_memory_limit_exceeded(load) -> None:
