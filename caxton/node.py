@@ -32,11 +32,10 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
@@ -45,7 +44,7 @@ from caxton.config import ConfigError, NodeConfig, load_node_config
 from caxton.control import protocol as p
 from caxton.control.events import EventPublisher
 from caxton.control.keys import CurveServerConfig
-from caxton.control.server import ControlServer
+from caxton.control.server import ControlServer, Reply
 from caxton.deployment import (
     AgentType,
     DeploymentConfig,
@@ -60,6 +59,7 @@ from caxton.messages import Performative, make_message
 from caxton.metrics import MetricsServer, NodeMetrics
 from caxton.naming import AGENT_SUFFIXES, wasm_agent_name
 from caxton.rollout import AnalysisThresholds, RolloutConfig, RolloutStatus
+from caxton.routing import ReplyFuture
 
 _log = structlog.get_logger("caxton.node")
 
@@ -124,66 +124,16 @@ class _Operation:
     last: dict[str, Any] | None = None
 
 
-class _SendOutcome:
-    """The control-port future of one ``message.send``: the first outcome wins.
+class _Watched(Protocol):
+    """What :class:`_Deadlines` watches: a control-port :class:`~caxton.control.server.Reply`
+    (the first outcome wins; ``watch`` holds the deadline's key)."""
 
-    Cheaper than :class:`concurrent.futures.Future` (one lock, no condition variable) because
-    it is made for every message and only ever consumed by the port's done callback.
-    """
+    watch: Any
 
-    __slots__ = ("_callbacks", "_deadlines", "_done", "_error", "_key", "_lock", "_value")
+    @property
+    def done(self) -> bool: ...
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._callbacks: list[Callable[[_SendOutcome], None]] = []
-        self._done = False
-        self._value: Any = None
-        self._error: BaseException | None = None
-        self._deadlines: _Deadlines | None = None  # set while a deadline watches it
-        self._key = 0
-
-    def _complete(self, value: Any, error: BaseException | None) -> None:
-        with self._lock:
-            if self._done:
-                return  # the deadline and the reply raced; the first one wins
-            self._done = True
-            self._value, self._error = value, error
-            callbacks, self._callbacks = self._callbacks, []
-        deadlines = self._deadlines
-        if deadlines is not None:
-            deadlines.forget(self._key)
-        for callback in callbacks:
-            callback(self)
-
-    def set_result(self, value: Any) -> None:
-        """Complete with ``value`` (ignored once complete)."""
-        self._complete(value, None)
-
-    def set_exception(self, error: BaseException) -> None:
-        """Complete with ``error`` (ignored once complete)."""
-        self._complete(None, error)
-
-    def add_done_callback(self, callback: Callable[[_SendOutcome], None]) -> None:
-        """Call ``callback(self)`` once complete (at once if it is)."""
-        with self._lock:
-            if not self._done:
-                self._callbacks.append(callback)
-                return
-        callback(self)
-
-    def done(self) -> bool:
-        """Whether an outcome is set."""
-        return self._done
-
-    def exception(self) -> BaseException | None:
-        """The error of a completed outcome, or None."""
-        return self._error
-
-    def result(self) -> Any:
-        """The value of a completed outcome (raises its error)."""
-        if self._error is not None:
-            raise self._error
-        return self._value
+    def fail(self, error: BaseException) -> bool: ...
 
 
 class _Deadlines:
@@ -193,8 +143,8 @@ class _Deadlines:
     added (a monotonic clock), so adding is an append (no heap, no lock: ``deque.append`` is
     atomic) and the sweeper pops expired or answered entries from the left.
 
-    The FIFOs hold only ``(deadline, key, agent)``; the futures still pending are in a map by
-    key, which a future leaves as it completes. An answered message's future (and its reply)
+    The FIFOs hold only ``(deadline, key, agent)``; the replies still pending are in a map by
+    key, which a reply leaves as it completes (:meth:`forget`). An answered message's reply
     is then freed at once rather than at the next sweep: held that long, every message's
     objects outlived the young GC generations, and their promotion made the collector run
     full collections of the whole heap every few thousand messages (~15% of the CPU of a
@@ -203,7 +153,7 @@ class _Deadlines:
 
     def __init__(self) -> None:
         self._fifos: dict[float, deque[tuple[float, int, str]]] = {}
-        self._pending: dict[int, _SendOutcome] = {}
+        self._pending: dict[int, _Watched] = {}
         self._keys = itertools.count(1)
         self._fifos_lock = threading.Lock()
         self._stop = threading.Event()
@@ -212,26 +162,28 @@ class _Deadlines:
         self._thread = threading.Thread(target=self._run, name="caxton-deadlines", daemon=True)
         self._thread.start()
 
-    def add(self, future: _SendOutcome, agent: str, timeout: float) -> None:
-        """Fail ``future`` with ``TIMEOUT`` unless it completes within ``timeout`` seconds."""
+    def add(self, future: _Watched, agent: str, timeout: float) -> None:
+        """Fail ``future`` with ``TIMEOUT`` unless it completes within ``timeout`` seconds.
+
+        Whoever completes it calls :meth:`forget` with its ``watch`` key afterwards.
+        """
         fifo = self._fifos.get(timeout)
         if fifo is None:
             with self._fifos_lock:
                 fifo = self._fifos.setdefault(timeout, deque())
         key = next(self._keys)
-        future._key = key
-        future._deadlines = self
+        future.watch = key
         self._pending[key] = future
-        if future._done:  # it completed before it was in the map: it did not remove itself
+        if future.done:  # it completed before it was in the map: its forget() missed it
             self._pending.pop(key, None)
         fifo.append((time.monotonic() + timeout, key, agent))
         if self._idle:
             self._idle = False
             self._wake.set()  # the sweeper sleeps while nothing is pending
 
-    def forget(self, key: int) -> None:
-        """Stop watching the future ``key`` (it completed)."""
-        self._pending.pop(key, None)
+    def forget(self, key: int | None) -> None:
+        """Stop watching the future ``key`` (it completed; ``None``: it was never added)."""
+        self._pending.pop(key, None)  # type: ignore[arg-type]
 
     def _run(self) -> None:
         pending_futures = self._pending
@@ -248,10 +200,10 @@ class _Deadlines:
                 while fifo:
                     deadline, key, agent = fifo[0]
                     future = pending_futures.get(key)
-                    if future is not None and not future.done():
+                    if future is not None and not future.done:
                         if deadline > now:
                             break
-                        future.set_exception(errors.Timeout(
+                        future.fail(errors.Timeout(
                             f"agent {agent!r} did not reply within {timeout:g}s; the message "
                             "may still be processed, its reply is dropped"))
                     pending_futures.pop(key, None)
@@ -273,8 +225,7 @@ class _Deadlines:
                 _, key, _ = fifo.popleft()
                 future = self._pending.pop(key, None)
                 if future is not None:
-                    future.set_exception(
-                        errors.ShuttingDown("the node stopped before the reply"))
+                    future.fail(errors.ShuttingDown("the node stopped before the reply"))
 
 
 def _iso_to_epoch(stamp: Any) -> float | None:
@@ -626,7 +577,7 @@ class Node:
     # ------------------------------------------------------------------ handlers
 
     def _register(self, server: ControlServer) -> None:
-        server.register("message.send", self.h_message_send, blocking=False)
+        server.register("message.send", self.h_message_send, blocking=False, replies=True)
         server.register("node.status", self.h_node_status, blocking=False)
         server.register_many({
             "agents.deploy": self.h_deploy,
@@ -998,43 +949,49 @@ class Node:
                                    "(ids are kept until the node restarts)")
         return self._operation_map(op)
 
-    def h_message_send(self, args: p.MessageSendArgs) -> _SendOutcome:
-        """``message.send`` (non-blocking): route and reply from the reply's callback.
+    def h_message_send(self, args: p.MessageSendArgs, reply: Reply) -> None:
+        """``message.send`` (non-blocking): route, and complete ``reply`` from the agent's
+        reply callback (or with ``TIMEOUT`` when none comes within ``args.timeout``).
 
         Args:
             args: The validated arguments.
+            reply: The control port's reply: the reply message in its wire form, or the
+                typed error.
 
-        Returns:
-            A future of the reply message in its wire form (or the typed error, or
-            ``TIMEOUT``).
+        Raises:
+            ShuttingDown: The node no longer accepts messages.
         """
-        self._check_accepting()
+        if self._stopping:  # _check_accepting, inlined: once per message
+            self._check_accepting()
         agent = args.agent
         msg = make_message(agent, args.content, args.sender, _REQUEST, args.conversation_id)
-        out = _SendOutcome()
         t0 = time.perf_counter()
         metrics = self.metrics
         versions = self._versions
+        deadlines = self._deadlines
 
-        def done(reply: Any) -> None:
+        def done(routed: ReplyFuture) -> None:
             # under the version instance that served it (canary / A-B traffic splits by
             # version); the current version when it never reached one
-            err = reply.error
+            err = routed.error
             if err is None:
-                metrics.record_message(agent, reply.served_by or versions.get(agent, ""),
+                metrics.record_message(agent, routed.served_by or versions.get(agent, ""),
                                        time.perf_counter() - t0)
-                out.set_result(reply.value.to_wire())
+                value = routed.value
+                assert value is not None
+                if reply.ok(value.to_wire()):
+                    deadlines.forget(reply.watch)
                 return
             code = str(err.code)
             if code not in ("AGENT_NOT_FOUND", "SHUTTING_DOWN") and agent in versions:
-                metrics.record_message(agent, reply.served_by or versions.get(agent, ""),
+                metrics.record_message(agent, routed.served_by or versions.get(agent, ""),
                                        time.perf_counter() - t0, code)
-            out.set_exception(err)
+            if reply.fail(err):
+                deadlines.forget(reply.watch)
 
         self.manager.route(msg).add_done_callback(done)
-        if not out._done:
-            self._deadlines.add(out, agent, args.timeout)
-        return out
+        if not reply.done:
+            deadlines.add(reply, agent, args.timeout)
 
     def h_node_status(self, args: p.NodeStatusArgs) -> Any:
         """``node.status``.

@@ -9,6 +9,10 @@ validates them against :mod:`caxton.control.protocol`, and calls the op's handle
   waiter thread resolves). Use this for the hot path (``message.send``).
 * ``blocking=True`` handlers (the default) run in a bounded worker pool, so a slow handler
   never delays other clients.
+* ``replies=True`` handlers run inline too, but take ``(args, reply)`` and complete the
+  :class:`Reply` themselves, from any thread (``reply.ok(value)`` or ``reply.fail(error)``;
+  the first call wins). No future is made per request: this is the leanest path, and the one
+  ``message.send`` takes.
 
 Completed replies are handed back to the socket thread through a queue and a wake-up socket
 pair; only the socket thread ever sends. Replies use ``ROUTER_MANDATORY``: a peer at its
@@ -51,6 +55,9 @@ log = structlog.get_logger("caxton.control.server")
 
 Handler = Callable[[Any], Any]
 """A handler takes the op's validated args model and returns a result or a future of one."""
+
+ReplyingHandler = Callable[[Any, "Reply"], None]
+"""A ``replies=True`` handler: takes the args model and the :class:`Reply` it completes."""
 
 F = TypeVar("F", bound=Handler)
 
@@ -109,17 +116,88 @@ class LocalExecutor(Protocol):
 
 @dataclass(slots=True)
 class _Route:
-    handler: Handler
+    handler: Callable[..., Any]
     blocking: bool
     args_model: type[BaseModel]
+    replies: bool = False
 
 
-@dataclass(slots=True)
-class _Pending:
-    envelope: list[bytes]
-    req_id: Any
-    op: str
-    t0: int
+class Reply:
+    """The reply to one request: who gets it, and the way to send it (any thread, once).
+
+    A ``replies=True`` handler receives it and completes it with :meth:`ok` or :meth:`fail`;
+    the first of them wins and later ones do nothing (so a deadline and the real reply may
+    race). The port also keeps one per request for its own replies.
+
+    Attributes:
+        envelope: The routing frames to send the reply back on.
+        req_id: The request's ``id``.
+        op: The op name (``"<invalid>"`` until the request is known good).
+        t0: ``perf_counter_ns()`` when the port read the request.
+        watch: A free slot for the handler's bookkeeping (the node keeps the key of the
+            deadline that watches the reply here).
+    """
+
+    __slots__ = ("_complete", "_open", "envelope", "op", "req_id", "t0", "watch")
+
+    def __init__(self, envelope: list[bytes], req_id: Any, op: str, t0: int,
+                 complete: Callable[[Reply, bytes], None] | None = None) -> None:
+        self.envelope = envelope
+        self.req_id = req_id
+        self.op = op
+        self.t0 = t0
+        self.watch: Any = None
+        self._complete = complete
+        self._open = [True]  # popped by whoever completes it: ``list.pop`` is atomic
+
+    def _claim(self) -> bool:
+        try:
+            self._open.pop()
+        except IndexError:
+            return False
+        return True
+
+    @property
+    def done(self) -> bool:
+        """Whether the reply was completed (sent or queued to be sent)."""
+        return not self._open
+
+    def ok(self, value: Any) -> bool:
+        """Reply with a result (packed at once, sent by the port's thread).
+
+        Args:
+            value: The result (map, model, dataclass, scalar).
+
+        Returns:
+            Whether this call completed the reply (``False``: it was already complete).
+        """
+        try:
+            self._open.pop()
+        except IndexError:
+            return False
+        complete = self._complete
+        assert complete is not None, "only a handler's Reply can be completed"
+        complete(self, _pack_ok(self, value))
+        return True
+
+    def fail(self, error: BaseException) -> bool:
+        """Reply with the typed error for ``error`` (``INTERNAL`` for an untyped one).
+
+        Args:
+            error: A :class:`~caxton.errors.CaxtonError`, a timeout, or any exception.
+
+        Returns:
+            Whether this call completed the reply.
+        """
+        if not self._claim():
+            return False
+        complete = self._complete
+        assert complete is not None, "only a handler's Reply can be completed"
+        complete(self, pack(_error_for(self, error)))
+        return True
+
+
+_Pending = Reply  # the port's own name for it
 
 
 class LatencyRecorder:
@@ -252,24 +330,32 @@ class ControlServer:
 
     # ---------------------------------------------------------------- registration
 
-    def register(self, op: str, handler: Handler, *, blocking: bool = True) -> None:
+    def register(self, op: str, handler: Handler | ReplyingHandler, *, blocking: bool = True,
+                 replies: bool = False) -> None:
         """Register the handler of one op.
 
         Args:
             op: A name from :data:`caxton.control.protocol.OPS`.
             handler: Called with the validated args model (e.g. ``AgentsDeployArgs``);
                 returns the result (map, model, dataclass, scalar) or a future-like of it,
-                or raises :class:`~caxton.errors.CaxtonError` to refuse.
+                or raises :class:`~caxton.errors.CaxtonError` to refuse. With ``replies``
+                it is called as ``handler(args, reply)`` and completes the :class:`Reply`.
             blocking: ``True`` runs it in the worker pool; ``False`` runs it inline on the
                 socket thread (it must not block; return a future for slow work).
+            replies: The handler completes a :class:`Reply` itself (inline, like
+                ``blocking=False``; it may complete it later from any thread). An exception
+                it raises before completing it becomes the error reply.
 
         Raises:
-            ValueError: ``op`` is not a protocol op.
+            ValueError: ``op`` is not a protocol op, or ``replies`` with ``blocking``.
         """
         spec = OPS.get(op)
         if spec is None:
             raise ValueError(f"unknown op {op!r}; ops are defined in caxton.control.protocol")
-        self._routes[op] = _Route(handler, blocking, spec.args)
+        if replies and blocking:
+            raise ValueError(f"op {op!r}: a replies=True handler runs inline on the socket "
+                             "thread; register it with blocking=False")
+        self._routes[op] = _Route(handler, blocking, spec.args, replies)
 
     def handler(self, op: str, *, blocking: bool = True) -> Callable[[F], F]:
         """Decorator form of :meth:`register`.
@@ -593,13 +679,18 @@ class ControlServer:
                 "request field 'id' is missing or not an integer/string"))
             return
         pending.req_id = req_id
-        problem = self._envelope_problem(msg)
-        if problem is not None:
-            self._reply_now(sock, pending, error_reply(req_id, ErrorCode.PROTOCOL_ERROR,
-                                                       problem))
-            return
-        op: str = msg["op"]
-        route = self._routes[op]
+        op: str = msg.get("op")  # type: ignore[assignment]  # checked below: names a route
+        route = self._routes.get(op) if type(op) is str else None
+        # the common, well-formed case inline; _envelope_problem says what else is wrong
+        if route is None or msg.get("v") != PROTOCOL_VERSION or \
+                not msg.keys() <= _ENVELOPE_KEYS or type(msg.get("args", _EMPTY)) is not dict:
+            problem = self._envelope_problem(msg)
+            if problem is not None:
+                self._reply_now(sock, pending, error_reply(req_id, ErrorCode.PROTOCOL_ERROR,
+                                                           problem))
+                return
+            op = msg["op"]
+            route = self._routes[op]
         pending.op = op
         try:
             # what ``model_validate`` does, minus its Python-level wrapper (~0.5 us)
@@ -618,6 +709,18 @@ class ControlServer:
                 f"the control port has {self._in_flight} requests in flight; retry later"))
             return
         self._in_flight += 1
+        if route.replies:
+            pending._complete = self._complete
+            try:
+                route.handler(args, pending)
+            except BaseException as exc:
+                if pending._claim():  # it failed before replying: its error is the reply
+                    self._in_flight -= 1
+                    self._reply_now(sock, pending, self._error_for(pending, exc))
+                else:
+                    log.error("control_handler_failed_after_reply", op=op, error=repr(exc),
+                              exc_info=exc)
+            return
         if route.blocking:
             assert self._pool is not None
             try:
@@ -728,30 +831,13 @@ class ControlServer:
         self._done.append((pending, frame))
         self._wake()
 
-    def _error_for(self, pending: _Pending, exc: BaseException) -> dict[str, Any]:
-        if isinstance(exc, CaxtonError):
-            return error_reply(pending.req_id, str(exc.code), exc.message, exc.details)
-        if isinstance(exc, TimeoutError) or type(exc).__name__ == "Timeout":
-            return error_reply(pending.req_id, ErrorCode.TIMEOUT,
-                               f"{pending.op}: the node did not finish in time")
-        log.error("control_handler_failed", op=pending.op, error=repr(exc), exc_info=exc)
-        return error_reply(pending.req_id, ErrorCode.INTERNAL,
-                           f"{pending.op}: internal error ({type(exc).__name__}: {exc}); "
-                           "see the node's log")
+    @staticmethod
+    def _error_for(pending: _Pending, exc: BaseException) -> dict[str, Any]:
+        return _error_for(pending, exc)
 
-    def _pack_ok(self, pending: _Pending, value: Any) -> bytes:
-        # A packer per thread (a Packer is not thread-safe; ``pack`` makes one every call).
-        packer = getattr(_local, "packer", None)
-        if packer is None:
-            packer = _local.packer = msgpack.Packer(use_bin_type=True, default=_encode_default)
-        try:
-            return packer.pack({"v": PROTOCOL_VERSION, "id": pending.req_id, "ok": True,
-                                "result": value})
-        except Exception as exc:
-            packer.reset()
-            log.error("control_result_unencodable", op=pending.op, error=repr(exc))
-            return pack(error_reply(pending.req_id, ErrorCode.INTERNAL,
-                                    f"{pending.op}: the result could not be encoded ({exc})"))
+    @staticmethod
+    def _pack_ok(pending: _Pending, value: Any) -> bytes:
+        return _pack_ok(pending, value)
 
     def _reply_now(self, sock: zmq.Socket[bytes], pending: _Pending,
                    reply: dict[str, Any]) -> None:
@@ -761,12 +847,31 @@ class ControlServer:
         self._send(sock, pending, pack(reply))
 
     def _send(self, sock: zmq.Socket[bytes], pending: _Pending, frame: bytes) -> None:
-        parts = [*pending.envelope, frame]
+        envelope = pending.envelope
         if self._backlog:
-            self._backlog.append(parts)
+            self._backlog.append([*envelope, frame])
+        elif len(envelope) == 1:  # a DEALER peer: identity + reply (_send_parts, inlined)
+            send = self._raw_send
+            try:
+                send(envelope[0], _SNDMORE_NOBLOCK)
+                send(frame, _NOBLOCK)
+            except zmq.ZMQError as exc:
+                self._send_failed(exc, [*envelope, frame])
         else:
-            self._send_parts(sock, parts)
+            self._send_parts(sock, [*envelope, frame])
         self.latency.record(pending.op, time.perf_counter_ns() - pending.t0)
+
+    def _send_failed(self, exc: zmq.ZMQError, parts: list[bytes]) -> bool:
+        # A ROUTER takes or refuses a message at its first frame, so nothing of it went out:
+        # at the peer's high-water mark it waits in the backlog; a gone peer is counted.
+        if isinstance(exc, zmq.Again):
+            self._backlog.append(parts)
+            return False
+        if exc.errno == errno.EHOSTUNREACH:
+            self.undeliverable += 1
+            log.warning("control_reply_undeliverable", reason="client disconnected")
+            return True
+        raise exc
 
     def _send_parts(self, sock: zmq.Socket[bytes], parts: list[bytes]) -> bool:
         try:
@@ -777,15 +882,8 @@ class ControlServer:
             else:
                 sock.send_multipart(parts, zmq.NOBLOCK)
             return True
-        except zmq.Again:
-            self._backlog.append(parts)
-            return False
         except zmq.ZMQError as exc:
-            if exc.errno == errno.EHOSTUNREACH:
-                self.undeliverable += 1
-                log.warning("control_reply_undeliverable", reason="client disconnected")
-                return True
-            raise
+            return self._send_failed(exc, parts)
 
     def _flush_backlog(self, sock: zmq.Socket[bytes]) -> None:
         backlog = self._backlog
@@ -821,6 +919,33 @@ def _multipart_reader(sock: zmq.Socket[bytes]) -> Callable[..., list[bytes]]:
     return recv_multipart
 
 
+def _error_for(pending: Reply, exc: BaseException) -> dict[str, Any]:
+    if isinstance(exc, CaxtonError):
+        return error_reply(pending.req_id, str(exc.code), exc.message, exc.details)
+    if isinstance(exc, TimeoutError) or type(exc).__name__ == "Timeout":
+        return error_reply(pending.req_id, ErrorCode.TIMEOUT,
+                           f"{pending.op}: the node did not finish in time")
+    log.error("control_handler_failed", op=pending.op, error=repr(exc), exc_info=exc)
+    return error_reply(pending.req_id, ErrorCode.INTERNAL,
+                       f"{pending.op}: internal error ({type(exc).__name__}: {exc}); "
+                       "see the node's log")
+
+
+def _pack_ok(pending: Reply, value: Any) -> bytes:
+    # A packer per thread (a Packer is not thread-safe; ``pack`` makes one every call).
+    packer = getattr(_local, "packer", None)
+    if packer is None:
+        packer = _local.packer = msgpack.Packer(use_bin_type=True, default=_encode_default)
+    try:
+        return packer.pack({"v": PROTOCOL_VERSION, "id": pending.req_id, "ok": True,
+                            "result": value})
+    except Exception as exc:
+        packer.reset()
+        log.error("control_result_unencodable", op=pending.op, error=repr(exc))
+        return pack(error_reply(pending.req_id, ErrorCode.INTERNAL,
+                                f"{pending.op}: the result could not be encoded ({exc})"))
+
+
 _PLAIN = frozenset({dict, list, str, bytes, int, float, bool, type(None), tuple})
 
 
@@ -844,5 +969,5 @@ def serve_forever(server: ControlServer) -> None:  # pragma: no cover - convenie
     server.wait_stopped()
 
 
-__all__ = ["ControlServer", "Handler", "LatencyRecorder", "LocalExecutor", "pack",
-           "serve_forever"]
+__all__ = ["ControlServer", "Handler", "LatencyRecorder", "LocalExecutor", "Reply",
+           "ReplyingHandler", "pack", "serve_forever"]

@@ -73,8 +73,10 @@ class ReplyFuture(pykka.ThreadingFuture[Message]):
     _waiter: threading.Event | None = None
     _claimed = False
     _fired = False
-    _value: Message | None = None
-    _error: CaxtonError | None = None
+    value: Message | None = None
+    """The reply once complete with one, else ``None`` (read-only: set by :meth:`set`)."""
+    error: CaxtonError | None = None
+    """The typed error once complete with one, else ``None`` (read-only)."""
     served_by: str | None = None
     """The label of the version instance the router delivered the message to (``None``
     when it was never delivered, e.g. refused before routing)."""
@@ -128,7 +130,7 @@ class ReplyFuture(pykka.ThreadingFuture[Message]):
             if self._claimed:
                 return
             self._claimed = True
-            self._value = value
+            self.value = value
             self._fired = True
             callbacks, self._callbacks = self._callbacks, []
             waiter = self._waiter
@@ -148,7 +150,7 @@ class ReplyFuture(pykka.ThreadingFuture[Message]):
         if not self._claim():
             return
         err = as_caxton_error(raw)
-        self._error = err
+        self.error = err
         if err is raw and exc_info[2] is not None:
             err = err.with_traceback(exc_info[2])
         self._fire()
@@ -178,16 +180,6 @@ class ReplyFuture(pykka.ThreadingFuture[Message]):
     def done(self) -> bool:
         """Return whether the outcome is set and the callbacks have run."""
         return self._fired
-
-    @property
-    def error(self) -> CaxtonError | None:
-        """The typed error once complete with one, else ``None``."""
-        return self._error
-
-    @property
-    def value(self) -> Message | None:
-        """The reply once complete with one, else ``None``."""
-        return self._value
 
     def get(self, *, timeout: float | None = None) -> Any:
         """Wait for the reply.
@@ -219,9 +211,9 @@ class ReplyFuture(pykka.ThreadingFuture[Message]):
                     waiter = None
             if waiter is not None and not waiter.wait(timeout):
                 raise Timeout(f"no reply within {timeout} s")
-        if self._error is not None:
-            raise self._error
-        return self._value
+        if self.error is not None:
+            raise self.error
+        return self.value
 
     def set_get_hook(self, func: Any) -> None:
         """Make this a derived future whose ``get`` calls ``func(timeout)`` (pykka API)."""

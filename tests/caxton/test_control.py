@@ -26,7 +26,7 @@ from caxton.control.keys import (
     generate_keys,
     is_loopback_endpoint,
 )
-from caxton.control.server import ControlServer
+from caxton.control.server import ControlServer, Reply
 from caxton.errors import (
     AgentNotFound,
     CaxtonError,
@@ -286,6 +286,49 @@ def test_results_may_be_models_futures_and_pykka_futures(
     assert client.call("agents.monitor", {"name": "b"})["metrics"] == {"n": 1}
     with pytest.raises(AgentNotFound):
         client.call("agents.remove", {"name": "c"})
+
+
+def test_a_replying_handler_completes_its_reply_from_any_thread_once(
+        server: ControlServer, client: ControlClient) -> None:
+    completed: list[bool] = []
+
+    def later(args: protocol.MessageSendArgs, reply: Reply) -> None:
+        def finish() -> None:
+            completed.append(reply.ok({"content": args.content}))
+            completed.append(reply.ok({"content": "second"}))  # ignored: the first wins
+            completed.append(reply.fail(AgentNotFound("late")))  # ignored too
+
+        threading.Timer(0.05, finish).start()
+
+    server.register("message.send", later, blocking=False, replies=True)
+    assert client.call("message.send", {"agent": "a", "content": "x"})["content"] == "x"
+    assert completed == [True, False, False]
+    # exactly one reply went out: the next call's reply is its own
+    assert client.call("message.send", {"agent": "a", "content": "y"})["content"] == "y"
+
+
+def test_a_replying_handler_that_raises_before_replying_gets_its_typed_error(
+        server: ControlServer, client: ControlClient) -> None:
+    def refuse(args: protocol.MessageSendArgs, reply: Reply) -> None:
+        raise AgentNotFound(f"no agent {args.agent!r}")
+
+    def fail_then_raise(args: protocol.MessageSendArgs, reply: Reply) -> None:
+        reply.fail(InvalidArgument("bad content"))
+        raise RuntimeError("a bug after replying")
+
+    server.register("message.send", refuse, blocking=False, replies=True)
+    with pytest.raises(AgentNotFound, match="no agent 'ghost'"):
+        client.call("message.send", {"agent": "ghost", "content": 1})
+    server.register("message.send", fail_then_raise, blocking=False, replies=True)
+    with pytest.raises(InvalidArgument, match="bad content"):  # its reply, not the bug's
+        client.call("message.send", {"agent": "a", "content": 1})
+    assert client.call("node.status")["version"] == "test"  # the port lives on
+
+
+def test_replies_requires_an_inline_handler() -> None:
+    srv = ControlServer("tcp://127.0.0.1:0")
+    with pytest.raises(ValueError, match="blocking=False"):
+        srv.register("message.send", lambda _a, _r: None, replies=True)
 
 
 # ------------------------------------------------------------------------- robustness
