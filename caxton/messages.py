@@ -162,6 +162,7 @@ _FIELDS = ("receiver", "content", "sender", "performative", "conversation_id", "
  _set_reply_with, _set_in_reply_to, _set_message_id) = (
     Message.__dict__[name].__set__ for name in _FIELDS)
 _new_object = object.__new__
+_next_id = _COUNTER.__next__
 _REQUEST = Performative.REQUEST
 
 
@@ -185,7 +186,9 @@ def make_message(receiver: str, content: Any, sender: str = "anonymous",
     _set_conversation_id(msg, conversation_id)
     _set_reply_with(msg, reply_with)
     _set_in_reply_to(msg, in_reply_to)
-    _set_message_id(msg, message_id if message_id is not None else new_message_id())
+    # new_message_id(), inlined: two ids per routed message
+    _set_message_id(msg, message_id if message_id is not None else
+                    f"{_PREFIX}-{_next_id()}")
     return msg
 
 

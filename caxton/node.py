@@ -990,8 +990,7 @@ class Node:
                 deadlines.forget(reply.watch)
 
         self.manager.route(msg).add_done_callback(done)
-        if not reply.done:
-            deadlines.add(reply, agent, args.timeout)
+        deadlines.add(reply, agent, args.timeout)  # it lets go at once of one already done
 
     def h_node_status(self, args: p.NodeStatusArgs) -> Any:
         """``node.status``.

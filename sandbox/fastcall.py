@@ -276,13 +276,16 @@ class FastCall1(FastCall):
     (``handle(len) -> i64``, ``inbox(size) -> i32``): no per-call loop over parameter kinds.
     """
 
-    __slots__ = ("_ctx", "_param_field", "_result_field", "_store", "_val")
+    __slots__ = ("_ctx", "_i64_param", "_i64_result", "_param_field", "_result_field", "_store",
+                 "_val")
 
     def __init__(self, store: wasmtime.Store, func: wasmtime.Func, params: tuple[str, ...],
                  result: str) -> None:
         super().__init__(func, params, result)
         self._param_field = params[0]  # "i32" or "i64": the raw value's union member
         self._result_field = result
+        self._i64_param = params[0] == "i64"
+        self._i64_result = result == "i64"
         # A store's context pointer lives as long as the store (StoreOps caches it too).
         self._store = store
         self._ctx = store._context()
@@ -293,12 +296,15 @@ class FastCall1(FastCall):
         if len(args) != 1:
             raise wasmtime.WasmtimeError(f"expected 1 parameters, got {len(args)}")
         val = self._val
-        setattr(val, self._param_field, args[0])
+        if self._i64_param:  # the union member by attribute: no setattr()/getattr() call
+            val.i64 = args[0]
+        else:
+            val.i32 = args[0]
         ctx = self._ctx if store is self._store else store._context()
         error = _CALL_UNCHECKED(ctx, self._func_ref, self._buf, 1, self._trap_ref)
         if error or self._trap:
             self._raise_failure(error)
-        return getattr(val, self._result_field)
+        return val.i64 if self._i64_result else val.i32
 
 
 #: ``(params, results)`` kinds by the caller's key (a module hash and an export name): every

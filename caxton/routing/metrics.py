@@ -115,8 +115,7 @@ class VersionMetrics:
 
     def record_fuel(self, now: float, fuel: float) -> None:
         """Record the fuel one message consumed."""
-        with self._lock:
-            self._fuel.append((now, fuel))
+        self._fuel.append((now, fuel))  # atomic; snapshot() copies the deque atomically
 
     def snapshot(self, since: float | None = None) -> MetricsSnapshot:
         """Summarise samples completed at or after ``since`` (all kept samples if ``None``).
@@ -130,7 +129,7 @@ class VersionMetrics:
         lo = float("-inf") if since is None else since
         with self._lock:
             samples = list(self._samples)
-            fuel_samples = list(self._fuel)
+            fuel_samples = self._fuel.copy()  # one C call: no append can interleave
             restarts = sum(1 for t in self._restarts if t >= lo)
             trips = sum(1 for t in self._trips if t >= lo)
             total_requests, total_errors = self.total_requests, self.total_errors
