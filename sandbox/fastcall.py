@@ -127,7 +127,8 @@ class StoreOps:
         memory: The guest's exported linear memory.
     """
 
-    __slots__ = ("_ctx", "_fuel", "_fuel_ref", "_memory", "_memref", "_store", "view")
+    __slots__ = ("_ctx", "_fuel", "_fuel_ref", "_memory", "_memref", "_store", "fuel_used",
+                 "view")
 
     def __init__(self, store: wasmtime.Store, memory: wasmtime.Memory) -> None:
         self._store = store
@@ -138,7 +139,47 @@ class StoreOps:
         self._fuel_ref = ctypes.byref(self._fuel)
         self.view = memoryview(b"")
         """Linear memory as a writable byte view, as of the last :meth:`refresh`."""
+        self.fuel_used = 0
+        """Fuel the last :meth:`call` used."""
         self.refresh()
+
+    def call(self, func: Callable[..., Any], store: wasmtime.Store, args: tuple[int, ...],
+             fuel: int) -> Any:
+        """Give the store ``fuel``, call ``func(store, *args)``, then note the fuel it used
+        (:attr:`fuel_used`) and :meth:`refresh` the memory view: a message's store calls in
+        one Python call.
+
+        Args:
+            func: The export (a :class:`FastCall` or a ``wasmtime.Func``).
+            store: Its store.
+            args: Its integer arguments.
+            fuel: The call's fuel budget.
+
+        Returns:
+            What the export returned.
+
+        Raises:
+            wasmtime.Trap, wasmtime.WasmtimeError: As the call raised them (then
+                :attr:`fuel_used` and the view are stale).
+        """
+        if not _HELD:
+            self.set_fuel(fuel)
+            result = func(store, *args)
+            self.fuel_used = fuel - self.get_fuel()
+            self.refresh()
+            return result
+        ctx = self._ctx
+        error = _SET_FUEL(ctx, fuel)
+        if error:
+            raise wasmtime.WasmtimeError._from_ptr(error)
+        result = func(store, *args)
+        error = _GET_FUEL(ctx, self._fuel_ref)
+        if error:
+            raise wasmtime.WasmtimeError._from_ptr(error)
+        self.fuel_used = fuel - self._fuel.value
+        if _MEM_SIZE(ctx, self._memref) != len(self.view):
+            self.refresh()
+        return result
 
     def refresh(self) -> memoryview:
         """Re-read the memory's size and rebuild :attr:`view` if it changed.

@@ -299,7 +299,12 @@ class Sandbox:
         """
         # ``with self._exclusive()`` inlined: the guard object and its two method calls cost
         # a measurable share of a small message
-        self._acquire()
+        busy = self._busy  # _acquire(), inlined for the common case
+        if not busy.acquire(False):
+            self._acquire()  # raises: another thread is in it (or it just left: proceed)
+        elif self._closed:
+            busy.release()
+            self._acquire()  # raises SandboxClosed
         try:
             self._calls += 1
             live = self._live
@@ -519,7 +524,6 @@ class Sandbox:
         store = live.store
         ops = live.ops
         fuel = self._limits.fuel
-        ops.set_fuel(fuel)
         # The deadline is "now + ticks" in epochs: while no tick has happened since it was
         # last set, it still is, and setting it again would change nothing.
         generation = ticker.generation  # read before setting: a tick in between re-sets
@@ -535,7 +539,7 @@ class Sandbox:
             previous = set_context(ctx)
         started = time.monotonic()
         try:
-            result = func(store, *args)
+            result = ops.call(func, store, args, fuel)  # also notes the fuel, refreshes views
         except BaseException as exc:
             if ctx is not None:
                 set_context(previous)
@@ -549,8 +553,7 @@ class Sandbox:
             raise error from None
         if ctx is not None:
             set_context(previous)
-        self.fuel_consumed += fuel - ops.get_fuel()
-        ops.refresh()  # the call may have grown (and so moved) linear memory
+        self.fuel_consumed += ops.fuel_used
         return result
 
     def _translate(

@@ -189,8 +189,9 @@ class Router:
                     entry = self._table.begin(name)
                     metrics = self._metrics[name]
                     reply.served_by = name
-                    # a partial, not a closure: cheaper to make (once per message)
-                    reply.add_done_callback(partial(self._completed, entry, metrics, start))
+                    # a partial, not a closure: cheaper to make (once per message); appended
+                    # without add_done_callback's lock, as no other thread has the future yet
+                    reply._callbacks.append(partial(self._completed, entry, metrics, start))
                     try:
                         self._handles[name].deliver(message, reply)
                     except Exception as exc:
