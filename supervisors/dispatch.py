@@ -123,7 +123,8 @@ class Dispatcher:
     # ---------------------------------------------------------------- scheduling
 
     def _submit(self, box: _Mailbox, *, local_ok: bool) -> None:
-        if local_ok and box.inline_ok():
+        # an inline actor whose recent messages were quick runs on this (adopting) thread
+        if local_ok and box.inline and box._cost_ns <= self.inline_budget_ns:
             ready = getattr(self._local, "ready", None)
             if ready is not None:
                 ready.append(box)
@@ -324,11 +325,6 @@ class _Mailbox:
         """Whether its messages average more than the dispatcher's ``inline_budget``."""
         dispatcher = self._dispatcher
         return dispatcher is not None and self._cost_ns > dispatcher.inline_budget_ns
-
-    def inline_ok(self) -> bool:
-        dispatcher = self._dispatcher
-        return self.inline and dispatcher is not None and \
-            self._cost_ns <= dispatcher.inline_budget_ns
 
     def start(self, actor: PooledActor, dispatcher: Dispatcher) -> None:
         self._actor = actor

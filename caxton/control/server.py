@@ -829,7 +829,8 @@ class ControlServer:
     def _complete(self, pending: _Pending, frame: bytes) -> None:
         """Hand a packed reply to the socket thread (any thread)."""
         self._done.append((pending, frame))
-        self._wake()
+        if self._idle and not self._wake_pending:  # _wake()'s own first test, inlined
+            self._wake()
 
     @staticmethod
     def _error_for(pending: _Pending, exc: BaseException) -> dict[str, Any]:

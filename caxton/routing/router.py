@@ -54,13 +54,6 @@ def replies_agree(primary: ReplyFuture, shadow: ReplyFuture) -> bool:
     return a.performative == b.performative and a.content == b.content
 
 
-def _ok(reply: ReplyFuture) -> bool:
-    if reply.error is not None:
-        return False
-    value = reply.value
-    return not (isinstance(value, Message) and value.performative is Performative.FAILURE)
-
-
 class _ShadowRun:
     """Counts agreement between a primary and a shadow version (own lock: off the hot path)."""
 
@@ -228,7 +221,11 @@ class Router:
         # no router lock: the metrics and the entry's completion count have their own small
         # locks, so an instance finishing a message never contends with route()
         now = self._clock()
-        metrics.record(now, now - start, _ok(reply))
+        # a reply is a success unless it is an error or a FAILURE message
+        value = reply.value
+        ok = reply.error is None and not (
+            isinstance(value, Message) and value.performative is Performative.FAILURE)
+        metrics.record(now, now - start, ok)
         if self._table.finish(entry):
             self._wake.set()
 

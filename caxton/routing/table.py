@@ -188,7 +188,8 @@ class RoutingTable:
             AgentUnavailable: No live version takes new traffic (all weights are zero).
         """
         if conversation_id is None:
-            name = self._assigner.pick()
+            names = self._assigner._names  # one version takes all traffic: no pick() call
+            name = names[0] if len(names) == 1 else self._assigner.pick()
         else:
             pinned = self.pins.get(conversation_id, now)
             if pinned is not None and pinned in self.versions:
