@@ -41,7 +41,7 @@ class Performative(StrEnum):
     NOT_UNDERSTOOD = "not-understood"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Message:
     """One message to or from an agent.
 
@@ -154,13 +154,10 @@ class Message:
         )
 
 
-_FIELDS = ("receiver", "content", "sender", "performative", "conversation_id", "reply_with",
-           "in_reply_to", "message_id")
-# The slots' own setters: a frozen dataclass's __init__ goes through object.__setattr__ once
-# per field (~1.3 us a message); these store straight into the slots (~0.6 us).
-(_set_receiver, _set_content, _set_sender, _set_performative, _set_conversation_id,
- _set_reply_with, _set_in_reply_to, _set_message_id) = (
-    Message.__dict__[name].__set__ for name in _FIELDS)
+# A frozen dataclass's __init__ goes through object.__setattr__ once per field (~1.3 us a
+# message); make_message hands the instance its whole attribute dict in one C call (~0.3 us;
+# eight slot setters took ~0.55 us). Messages keep a __dict__ for that reason.
+_set_dict = Message.__dict__["__dict__"].__set__
 _new_object = object.__new__
 _next_id = _COUNTER.__next__
 _REQUEST = Performative.REQUEST
@@ -179,16 +176,13 @@ def make_message(receiver: str, content: Any, sender: str = "anonymous",
         The message.
     """
     msg: Message = _new_object(Message)
-    _set_receiver(msg, receiver)
-    _set_content(msg, content)
-    _set_sender(msg, sender)
-    _set_performative(msg, performative)
-    _set_conversation_id(msg, conversation_id)
-    _set_reply_with(msg, reply_with)
-    _set_in_reply_to(msg, in_reply_to)
     # new_message_id(), inlined: two ids per routed message
-    _set_message_id(msg, message_id if message_id is not None else
-                    f"{_PREFIX}-{_next_id()}")
+    _set_dict(msg, {
+        "receiver": receiver, "content": content, "sender": sender,
+        "performative": performative, "conversation_id": conversation_id,
+        "reply_with": reply_with, "in_reply_to": in_reply_to,
+        "message_id": message_id if message_id is not None else f"{_PREFIX}-{_next_id()}",
+    })
     return msg
 
 
