@@ -19,10 +19,11 @@ import structlog
 
 import sandbox as sb
 from caxton import errors
-from caxton.messages import Message
+from caxton.messages import Message, Performative, make_message
 from supervisors import PooledActor, Supervised
 
 _log = structlog.get_logger("caxton.wasm_agent")
+_INFORM = Performative.INFORM
 
 _ERRORS: dict[type[sb.SandboxError], type[errors.CaxtonError]] = {
     sb.OutOfFuel: errors.OutOfFuel,
@@ -187,7 +188,10 @@ class WasmAgentActor(Supervised, PooledActor):
                 on_fuel(box.fuel_consumed - fuel_before)
             except Exception as exc:
                 self._fuel_report_failed(exc)
-        return message.reply(content, sender=self.spec.agent)
+        # message.reply(content, sender=...), inlined: once per message
+        return make_message(message.sender, content, self.spec.agent, _INFORM,
+                            message.conversation_id, None,
+                            message.reply_with or message.message_id)
 
     def _report_fuel(self, on_fuel: Callable[[int], None], fuel: int) -> None:
         try:

@@ -323,6 +323,7 @@ class ControlServer:
         self._wake_lock = threading.Lock()
         self._wake_id = b"caxton-wake-" + os.urandom(16).hex().encode()
         self._endpoint = endpoint
+        self._complete_bound = self._complete  # made once, not per request
         self.latency = LatencyRecorder()
         """Receipt-to-reply latency per op (see :meth:`LatencyRecorder.snapshot`)."""
         self.undeliverable = 0
@@ -710,7 +711,7 @@ class ControlServer:
             return
         self._in_flight += 1
         if route.replies:
-            pending._complete = self._complete
+            pending._complete = self._complete_bound
             try:
                 route.handler(args, pending)
             except BaseException as exc:
