@@ -14,7 +14,6 @@ from typing import Any
 import msgpack
 import pytest
 
-from caxton import errors
 from caxton.control.server import Reply
 from caxton.node import _Deadlines
 
