@@ -325,6 +325,36 @@ def test_a_replying_handler_that_raises_before_replying_gets_its_typed_error(
     assert client.call("node.status")["version"] == "test"  # the port lives on
 
 
+def test_replying_handlers_leave_nothing_in_flight(server: ControlServer,
+                                                   client: ControlClient) -> None:
+    # Replies completed inline, on other threads, with errors and by raising: each one
+    # frees its in-flight slot exactly once (the port's QUEUE_FULL accounting).
+    def mixed(args: protocol.MessageSendArgs, reply: Reply) -> None:
+        n = args.content
+        if n % 4 == 0:
+            reply.ok(n)
+        elif n % 4 == 1:
+            threading.Thread(target=reply.ok, args=(n,)).start()
+        elif n % 4 == 2:
+            reply.fail(InvalidArgument(f"no {n}"))
+        else:
+            raise AgentNotFound(f"none {n}")
+
+    server.register("message.send", mixed, blocking=False, replies=True)
+    sent = {client.send_nowait("message.send", {"agent": "a", "content": n}): n
+            for n in range(200)}
+    results: dict[int, Any] = {}
+    for _ in range(200):
+        frame = client.recv()
+        assert frame.id in sent and sent[frame.id] not in results  # one reply each
+        results[sent[frame.id]] = frame.result if frame.ok else frame.error.code  # type: ignore[union-attr]
+    assert [results[n] for n in range(0, 200, 4)] == list(range(0, 200, 4))
+    assert [results[n] for n in range(1, 200, 4)] == list(range(1, 200, 4))
+    assert {results[n] for n in range(2, 200, 4)} == {ErrorCode.INVALID_ARGUMENT}
+    assert {results[n] for n in range(3, 200, 4)} == {ErrorCode.AGENT_NOT_FOUND}
+    assert server._in_flight == 0
+
+
 def test_replies_requires_an_inline_handler() -> None:
     srv = ControlServer("tcp://127.0.0.1:0")
     with pytest.raises(ValueError, match="blocking=False"):
