@@ -171,7 +171,7 @@ class Reply:
         Returns:
             Whether this call completed the reply (``False``: it was already complete).
         """
-        try:
+        try:  # _claim(), inlined: once per message
             self._open.pop()
         except IndexError:
             return False
@@ -195,9 +195,6 @@ class Reply:
         assert complete is not None, "only a handler's Reply can be completed"
         complete(self, pack(_error_for(self, error)))
         return True
-
-
-_Pending = Reply  # the port's own name for it
 
 
 class LatencyRecorder:
@@ -306,7 +303,7 @@ class ControlServer:
             raise ValueError(f"eager_run must be >= 1, got {eager_run!r}")
         self._eager_run = eager_run
         self._routes: dict[str, _Route] = {}
-        self._done: collections.deque[tuple[_Pending, bytes]] = collections.deque()
+        self._done: collections.deque[tuple[Reply, bytes]] = collections.deque()
         self._wake_pending = False
         self._idle = False
         self._stopping = False
@@ -655,7 +652,7 @@ class ControlServer:
                 split = i + 1
                 break
         envelope, body = frames[:split], frames[split:]
-        pending = _Pending(envelope, None, _INVALID_OP, t0)
+        pending = Reply(envelope, None, _INVALID_OP, t0)
         if len(body) != 1:
             self._reply_now(sock, pending, error_reply(
                 None, ErrorCode.PROTOCOL_ERROR,
@@ -717,7 +714,7 @@ class ControlServer:
             except BaseException as exc:
                 if pending._claim():  # it failed before replying: its error is the reply
                     self._in_flight -= 1
-                    self._reply_now(sock, pending, self._error_for(pending, exc))
+                    self._reply_now(sock, pending, _error_for(pending, exc))
                 else:
                     log.error("control_handler_failed_after_reply", op=op, error=repr(exc),
                               exc_info=exc)
@@ -737,18 +734,18 @@ class ControlServer:
             value = route.handler(args)
         except BaseException as exc:
             self._in_flight -= 1
-            self._reply_now(sock, pending, self._error_for(pending, exc))
+            self._reply_now(sock, pending, _error_for(pending, exc))
             return
         if _is_future_like(value):
             self._await(pending, value)
             return
         self._in_flight -= 1
-        self._send(sock, pending, self._pack_ok(pending, value))
+        self._send(sock, pending, _pack_ok(pending, value))
 
     def _handle_bug(self, sock: zmq.Socket[bytes], frames: list[bytes],
                     exc: Exception) -> None:
         log.error("control_request_crashed", error=repr(exc), exc_info=exc)
-        pending = _Pending(frames[:1], None, _INVALID_OP, time.perf_counter_ns())
+        pending = Reply(frames[:1], None, _INVALID_OP, time.perf_counter_ns())
         try:
             msg = msgpack.unpackb(frames[-1], raw=False)
             if isinstance(msg, dict) and type(msg.get("id")) in (int, str):
@@ -787,7 +784,7 @@ class ControlServer:
 
     # ---------------------------------------------------------------- completion
 
-    def _await(self, pending: _Pending, value: Any) -> None:
+    def _await(self, pending: Reply, value: Any) -> None:
         add = getattr(value, "add_done_callback", None)
         if callable(add):
             add(functools.partial(self._settle_future, pending))
@@ -799,60 +796,52 @@ class ControlServer:
             self._complete(pending, pack(error_reply(pending.req_id, ErrorCode.SHUTTING_DOWN,
                                                      "the node is shutting down")))
 
-    def _wait_get(self, pending: _Pending, fut: Any) -> None:
+    def _wait_get(self, pending: Reply, fut: Any) -> None:
         try:
             value = fut.get(timeout=self._future_timeout)
         except BaseException as exc:
-            self._complete(pending, pack(self._error_for(pending, exc)))
+            self._complete(pending, pack(_error_for(pending, exc)))
             return
         self._finish(pending, value)
 
-    def _settle_future(self, pending: _Pending, fut: Any) -> None:
+    def _settle_future(self, pending: Reply, fut: Any) -> None:
         try:
             exc = fut.exception()
         except BaseException as cancelled:  # CancelledError
             exc = cancelled
         if exc is not None:
-            self._complete(pending, pack(self._error_for(pending, exc)))
+            self._complete(pending, pack(_error_for(pending, exc)))
             return
         value = fut.result()
         if type(value) is dict:  # the common case (a message's wire map): not a future
-            self._complete(pending, self._pack_ok(pending, value))
+            self._complete(pending, _pack_ok(pending, value))
             return
         self._finish(pending, value)
 
-    def _finish(self, pending: _Pending, value: Any) -> None:
+    def _finish(self, pending: Reply, value: Any) -> None:
         if _is_future_like(value):
             self._await(pending, value)
             return
-        self._complete(pending, self._pack_ok(pending, value))
+        self._complete(pending, _pack_ok(pending, value))
 
-    def _complete(self, pending: _Pending, frame: bytes) -> None:
+    def _complete(self, pending: Reply, frame: bytes) -> None:
         """Hand a packed reply to the socket thread (any thread)."""
         self._done.append((pending, frame))
         if self._idle and not self._wake_pending:  # _wake()'s own first test, inlined
             self._wake()
 
-    @staticmethod
-    def _error_for(pending: _Pending, exc: BaseException) -> dict[str, Any]:
-        return _error_for(pending, exc)
-
-    @staticmethod
-    def _pack_ok(pending: _Pending, value: Any) -> bytes:
-        return _pack_ok(pending, value)
-
-    def _reply_now(self, sock: zmq.Socket[bytes], pending: _Pending,
+    def _reply_now(self, sock: zmq.Socket[bytes], pending: Reply,
                    reply: dict[str, Any]) -> None:
         if "v" not in reply:  # a CaxtonError.to_dict() map
             reply = error_reply(pending.req_id, reply["code"], reply["message"],
                                 reply.get("details"))
         self._send(sock, pending, pack(reply))
 
-    def _send(self, sock: zmq.Socket[bytes], pending: _Pending, frame: bytes) -> None:
+    def _send(self, sock: zmq.Socket[bytes], pending: Reply, frame: bytes) -> None:
         envelope = pending.envelope
         if self._backlog:
             self._backlog.append([*envelope, frame])
-        elif len(envelope) == 1:  # a DEALER peer: identity + reply (_send_parts, inlined)
+        elif len(envelope) == 1:  # a DEALER peer: identity + reply, without send_multipart
             send = self._raw_send
             try:
                 send(envelope[0], _SNDMORE_NOBLOCK)
@@ -876,13 +865,9 @@ class ControlServer:
         raise exc
 
     def _send_parts(self, sock: zmq.Socket[bytes], parts: list[bytes]) -> bool:
+        # a REQ peer's reply (identity, delimiter(s), reply); _send sends a DEALER's itself
         try:
-            if len(parts) == 2:  # a DEALER peer: identity + reply (skips send_multipart)
-                send = self._raw_send
-                send(parts[0], _SNDMORE_NOBLOCK)
-                send(parts[1], _NOBLOCK)
-            else:
-                sock.send_multipart(parts, zmq.NOBLOCK)
+            sock.send_multipart(parts, zmq.NOBLOCK)
             return True
         except zmq.ZMQError as exc:
             return self._send_failed(exc, parts)
