@@ -11,9 +11,9 @@ inlined: a context manager per message cost more than the guest call), so they s
 as they do from ``Func.__call__`` (same exception types, same host-exception relay). If those internals are
 missing (a wasmtime-py release that moved them), :func:`fast_call` returns the plain ``Func``.
 
-The per-message store and memory accessors (fuel, epoch deadline, memory base and size, the
-inbox copy) are bound here a second time through :class:`ctypes.PyDLL`, which keeps the GIL
-across the call. They take well under a microsecond; through the plain ``CDLL`` binding each one
+The per-message store and memory accessors (fuel, epoch deadline, memory base and size) are
+bound here a second time through :class:`ctypes.PyDLL`, which keeps the GIL across the call;
+messages and replies are copied through a memoryview of linear memory (:attr:`StoreOps.view`). They take well under a microsecond; through the plain ``CDLL`` binding each one
 drops and re-takes the GIL, and with other threads waiting every drop can hand the GIL away and
 queue the agent's thread behind them (~8 such drops per message). The guest call itself still
 releases the GIL (it can run for up to its deadline, and the epoch ticker needs the GIL).
@@ -59,8 +59,6 @@ try:
     # The address as a plain int: no POINTER object and ``addressof(.contents)`` per read.
     _MEM_DATA.restype = ctypes.c_void_p
     _MEM_SIZE = _held("wasmtime_memory_data_size")
-    _MEMMOVE = ctypes.PYFUNCTYPE(ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
-                                 ctypes.c_size_t)(ctypes._memmove_addr)  # type: ignore[attr-defined]
     _HELD = True
 except (NameError, AttributeError):  # pragma: no cover - depends on the installed wasmtime
     _HELD = False
@@ -239,12 +237,6 @@ class StoreOps:
             return self._memory.data_len(self._store)
         return int(_MEM_SIZE(self._ctx, self._memref))
 
-    def write(self, offset: int, data: bytes) -> None:
-        """Copy ``data`` into linear memory at ``offset`` (bounds checked by the caller)."""
-        if not _HELD:
-            ctypes.memmove(self.base() + offset, data, len(data))
-            return
-        _MEMMOVE(self.base() + offset, data, len(data))
 
 _INT_KINDS = {"i32", "i64"}
 

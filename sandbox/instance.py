@@ -369,7 +369,8 @@ class Sandbox:
                 )
             ptr = self._reserve(live, len(state))
             if state:
-                _write(live, ptr, state)
+                # inside the view: bounds-checked when reserved, and the view is current
+                live.ops.view[ptr:ptr + len(state)] = state
             status = self._call(live, func, "restore", len(state))
             if status != 0:
                 raise AbiError(
@@ -651,11 +652,6 @@ class _Exclusive:
 
     def __exit__(self, *exc: object) -> None:
         self._sandbox._busy.release()
-
-
-def _write(live: _Live, ptr: int, data: bytes) -> None:
-    # The region was bounds-checked when the inbox was reserved; memory never shrinks.
-    live.ops.write(ptr, data)
 
 
 def _fuel_left(store: wasmtime.Store) -> int:

@@ -123,7 +123,8 @@ class Dispatcher:
     # ---------------------------------------------------------------- scheduling
 
     def _submit(self, box: _Mailbox, *, local_ok: bool) -> None:
-        # an inline actor whose recent messages were quick runs on this (adopting) thread
+        # an inline actor whose recent messages were quick (not box.slow(), inlined: once per
+        # message; the dispatcher is this one) runs on this (adopting) thread
         if local_ok and box.inline and box._cost_ns <= self.inline_budget_ns:
             ready = getattr(self._local, "ready", None)
             if ready is not None:
