@@ -35,6 +35,9 @@ class ErrorCode(StrEnum):
     CONVERSATION_LIMIT = "CONVERSATION_LIMIT"
     TOOL_NOT_DECLARED = "TOOL_NOT_DECLARED"
     TOOL_ERROR = "TOOL_ERROR"
+    TOOL_TIMEOUT = "TOOL_TIMEOUT"
+    RESOURCE_EXHAUSTED = "RESOURCE_EXHAUSTED"
+    BUSY = "BUSY"
     LLM_ERROR = "LLM_ERROR"
     MEMORY_SCOPE_VIOLATION = "MEMORY_SCOPE_VIOLATION"
     MEMORY_ENTITY_LIMIT = "MEMORY_ENTITY_LIMIT"
@@ -218,6 +221,24 @@ class ToolError(CaxtonError):
     code = ErrorCode.TOOL_ERROR
 
 
+class ToolTimeout(ToolError):
+    """A tool call ran past ``tool_call_timeout``; its worker was killed, so the work stopped."""
+
+    code = ErrorCode.TOOL_TIMEOUT
+
+
+class ResourceExhausted(CaxtonError):
+    """Tenant work (a template render or tool call) went past its memory or size budget."""
+
+    code = ErrorCode.RESOURCE_EXHAUSTED
+
+
+class Busy(CaxtonError):
+    """The agent (or the node) already holds as many requests of this kind as it allows."""
+
+    code = ErrorCode.BUSY
+
+
 class LLMError(CaxtonError):
     """The LLM provider failed after its retries."""
 
@@ -273,7 +294,7 @@ _BY_CODE: dict[str, type[CaxtonError]] = {
         VersionNotFound, IllegalTransition, AgentSuspended, AgentUnavailable, QueueFull,
         CircuitOpen, Timeout, OutOfFuel, MemoryLimit, DeadlineExceeded, GuestTrap,
         AbiViolation, SecurityViolation, ConversationLimit, ToolNotDeclared, ToolError,
-        LLMError, MemoryScopeViolation, MemoryEntityLimit, RolloutInProgress, NoRollout,
+        ToolTimeout, ResourceExhausted, Busy, LLMError, MemoryScopeViolation, MemoryEntityLimit, RolloutInProgress, NoRollout,
         ShuttingDown, Unauthorized, AgentFailed,
     ]
 }

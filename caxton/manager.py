@@ -61,6 +61,7 @@ from caxton.messages import Message
 from caxton.rollout import Command, Outcome, RolloutConfig, RolloutCoordinator, RolloutStatus
 from caxton.routing import ReplyFuture, Router
 from caxton.store import RolloutState
+from caxton.tenant import TenantPool
 from caxton.tools import ToolRegistry, builtin_registry
 from supervisors import Backoff, ChildSpec, CircuitBreaker, Restart, Supervisor
 
@@ -190,6 +191,8 @@ class AgentLifecycleManager:
         on_event: Sink of lifecycle, rollout, restart and breaker events.
         seed: Seed of weighted routing (same seed, same assignments).
         router_pin_ttl: Idle seconds before a conversation's pin ends.
+        tenant_pool: Worker processes for config agents' templates and CPU tools (``None``:
+            the process's shared pool, started on first use).
     """
 
     def __init__(
@@ -206,6 +209,7 @@ class AgentLifecycleManager:
         on_event: EventSink | None = None,
         seed: int = 0,
         router_pin_ttl: float | None = 1800.0,
+        tenant_pool: TenantPool | None = None,
     ) -> None:
         self._memory_owned = memory is None
         self._tmp: str | None = None
@@ -216,6 +220,8 @@ class AgentLifecycleManager:
             memory = MemoryStore(Path(self._tmp) / "memory.db")
         self.memory_store = memory
         self.tools = tools if tools is not None else builtin_registry()
+        self.tenant_pool = tenant_pool
+        """Worker processes for config agents' renders and CPU tools (``None``: shared)."""
         self.default_llm = default_llm or LLMConfig()
         self.capabilities = tuple(capabilities)
         self.supervision = supervision or SupervisionSettings()
@@ -511,8 +517,12 @@ class AgentLifecycleManager:
         if provider is None:  # versions with the same llm section share one provider/client
             provider = agent.providers[llm] = provider_for(llm, agent=agent.name)
         tools = self.tools.view(agent.name, config.tools)
+        rl = config.resource_limits
+        # one tracker per agent: the newest version's limits apply to its conversations
+        agent.tracker.configure(max_conversations=rl.max_conversations,
+                                idle_timeout=float(rl.conversation_idle_timeout))
         return ConfigInstanceSpec(agent.name, label, config, parsed.prompts, provider, tools,
-                                  agent.memory, agent.tracker)
+                                  agent.memory, agent.tracker, self.tenant_pool)
 
     def deploy_config_agent(self, path_or_text: str | Path, *, source: str | None = None,
                             validate_only: bool = False) -> OperationResult:
@@ -552,7 +562,9 @@ class AgentLifecycleManager:
             agent.source = source if source != "<text>" else None
             agent.parsed = parsed
             rl = config.resource_limits
-            agent.tracker = ConversationTracker(rl.max_conversations, agent=config.name)
+            agent.tracker = ConversationTracker(
+                rl.max_conversations, agent=config.name,
+                idle_timeout=float(rl.conversation_idle_timeout))
             agent.memory = self.memory_store.handle(
                 str(rl.memory_scope), agent=config.name, max_entities=rl.max_memory_entities)
             lifecycle.transition(ConfigAgentState.REGISTERED, "capabilities registered")
@@ -744,6 +756,22 @@ class AgentLifecycleManager:
         pinned = agent.router.end_conversation(conversation_id)
         opened = agent.tracker.end(conversation_id) if agent.tracker is not None else False
         return pinned or opened
+
+    def conversations(self, name: str) -> list[dict[str, Any]]:
+        """The open conversations of a config agent (none for a WASM agent), oldest first.
+
+        Args:
+            name: The agent.
+
+        Returns:
+            One map per conversation: ``id``, ``messages``, ``history``, ``in_flight``,
+            ``age_s``, ``idle_s``, ``expires_in_s``.
+
+        Raises:
+            AgentNotFound: No such agent.
+        """
+        agent = self._agent(name)
+        return agent.tracker.describe() if agent.tracker is not None else []
 
     def reload_status(self, name: str) -> RolloutStatus:
         """The running (or last) rollout of ``name``: strategy, step, weights, analyses.
@@ -1422,8 +1450,9 @@ class AgentLifecycleManager:
                 raise parsed.report.to_error()
             agent.parsed = parsed
             cfg = parsed.unwrap()
-            agent.tracker = ConversationTracker(cfg.resource_limits.max_conversations,
-                                                agent=rec.name)
+            agent.tracker = ConversationTracker(
+                cfg.resource_limits.max_conversations, agent=rec.name,
+                idle_timeout=float(cfg.resource_limits.conversation_idle_timeout))
             agent.memory = self.memory_store.handle(
                 str(cfg.resource_limits.memory_scope), agent=rec.name,
                 max_entities=cfg.resource_limits.max_memory_entities)

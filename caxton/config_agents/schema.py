@@ -81,8 +81,11 @@ class ResourceLimits(BaseModel):
         memory_scope: Memory boundary (``agent``, ``workspace`` or ``global``).
         max_conversations: Concurrent conversations allowed (file alias ``conversation_limit``).
         max_memory_entities: Entities the agent may hold in memory.
-        response_timeout: Deadline for one reply.
+        response_timeout: Deadline for one reply: render, model rounds and tools together.
         tool_call_timeout: Deadline for one tool call.
+        max_concurrent_requests: Messages *without* a ``conversation_id`` processed at once
+            (they open no conversation); past it a message is refused with ``BUSY``.
+        conversation_idle_timeout: Idle time after which an open conversation is closed.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
@@ -94,6 +97,8 @@ class ResourceLimits(BaseModel):
     max_memory_entities: StrictPositiveInt = 10_000
     response_timeout: PositiveDuration = Duration(30.0)
     tool_call_timeout: PositiveDuration = Duration(10.0)
+    max_concurrent_requests: StrictPositiveInt = 256
+    conversation_idle_timeout: PositiveDuration = Duration(1800.0)
 
     @model_validator(mode="before")
     @classmethod

@@ -15,31 +15,138 @@ an empty string into the prompt.
 
 Compilation is cached by source text, so thousands of agents sharing a template compile it
 once; templates without any Jinja markup render by returning their source.
+
+**Templates are tenant code.** Two rules keep them from hurting the node:
+
+* *Compiling allocates nothing proportional to a template's constants.* Jinja2 folds constant
+  expressions while it compiles (``{{ 'x' * 10**9 }}`` would allocate a gigabyte during
+  ``agents.validate``). The environment here turns the optimizer off, intercepts ``*``, ``**``
+  and ``%`` (so they are never folded, and at render time are size-capped:
+  :data:`MAX_RENDER_CHARS`), and finalises output through a context function (so ``Output``
+  children are never folded either).
+* *Only linear-time templates render on the node's threads.* :func:`is_linear` reads the
+  syntax tree: a template made only of text, variables, attribute/item access, conditions,
+  comparisons and a short allowlist of filters whose output is linear in their input
+  (:data:`LINEAR_FILTERS`) — no loops, calls, macros, ``*``/``**``/``%`` — renders in time
+  linear in its inputs, which are bounded by the frame limit. Every other template renders in
+  a tenant worker process (:mod:`caxton.tenant`) under a wall-clock and memory limit, where a
+  runaway render is killed.
 """
 
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
 import jinja2
+import jinja2.sandbox
 from jinja2 import meta, nodes
+from jinja2.compiler import CodeGenerator
 from jinja2.sandbox import SandboxedEnvironment
 
 from caxton.config_agents.hints import did_you_mean
-from caxton.errors import InvalidArgument, ValidationFailed
+from caxton.errors import InvalidArgument, ResourceExhausted, ValidationFailed
 
 TEMPLATE_VARIABLES: Final[frozenset[str]] = frozenset(
     {"request", "memory_context", "conversation", "parameters", "agent"}
 )
 
-_ENV: Final = SandboxedEnvironment(
+MAX_RENDER_CHARS: Final = 1_000_000
+"""Largest prompt (and largest ``*``/``%`` result inside one) a template may produce."""
+
+MAX_POW_BITS: Final = 4096
+"""Largest integer ``**`` may produce, in bits."""
+
+LINEAR_FILTERS: Final[frozenset[str]] = frozenset({
+    "abs", "capitalize", "count", "d", "default", "dictsort", "e", "escape", "first", "float",
+    "int", "items", "join", "last", "length", "list", "lower", "reverse", "round", "safe",
+    "sort", "string", "sum", "tojson", "trim", "unique", "upper",
+})
+"""Filters whose cost and output are linear (or n log n) in their input, whatever their
+arguments: a template using only these (and no loops or calls) may render inline."""
+
+# Syntax nodes a linear template may contain (see is_linear).
+_LINEAR_NODES: Final = (
+    nodes.Template, nodes.Output, nodes.TemplateData, nodes.Name, nodes.Const, nodes.If,
+    nodes.CondExpr, nodes.Getattr, nodes.Getitem, nodes.Slice, nodes.And, nodes.Or, nodes.Not,
+    nodes.Compare, nodes.Operand, nodes.Concat, nodes.Add, nodes.Sub, nodes.Div,
+    nodes.FloorDiv, nodes.Neg, nodes.Pos, nodes.Tuple, nodes.List, nodes.Dict, nodes.Pair,
+    nodes.Filter, nodes.Test, nodes.Keyword,
+)
+_FORMAT_WIDTH = re.compile(r"%[-#0 +]*(\d*)(?:\.(\d*))?")
+
+
+class TemplateBudgetExceeded(jinja2.sandbox.SecurityError):
+    """A ``*``, ``**`` or ``%`` in a template would produce more than the render budget."""
+
+
+def _size(value: Any) -> int:
+    return len(value) if isinstance(value, (str, bytes, list, tuple)) else 0
+
+
+class _BoundedSandbox(SandboxedEnvironment):
+    """Jinja2's sandbox with no compile-time folding and size-capped ``*``, ``**``, ``%``."""
+
+    intercepted_binops = frozenset({"*", "**", "%"})
+    intercepted_unops = frozenset()
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "*":
+            for seq, n in ((left, right), (right, left)):
+                if _size(seq) and isinstance(n, int) and _size(seq) * n > MAX_RENDER_CHARS:
+                    raise TemplateBudgetExceeded(
+                        f"'*' would build {_size(seq) * n:,} items (the limit is "
+                        f"{MAX_RENDER_CHARS:,})")
+            return left * right
+        if operator == "**":
+            if isinstance(left, int) and isinstance(right, int) and right > 0 and (
+                    max(abs(left), 2).bit_length() * right > MAX_POW_BITS):
+                raise TemplateBudgetExceeded(
+                    f"'**' would build an integer of about {abs(left).bit_length() * right:,} "
+                    f"bits (the limit is {MAX_POW_BITS:,})")
+            return left**right
+        if isinstance(left, str):  # printf-style formatting: cap widths and precisions
+            for m in _FORMAT_WIDTH.finditer(left):
+                if any(g and int(g) > MAX_RENDER_CHARS // 100 for g in m.groups()):
+                    raise TemplateBudgetExceeded(
+                        f"'%' format {m.group(0)!r} asks for more than "
+                        f"{MAX_RENDER_CHARS // 100:,} characters")
+        return left % right
+
+
+class _UnfoldedTracking(meta.TrackingCodeGenerator):
+    """``jinja2.meta``'s variable tracker without the optimizer (which folds constants)."""
+
+    def __init__(self, environment: jinja2.Environment) -> None:
+        CodeGenerator.__init__(self, environment, "<introspection>", "<introspection>",
+                               optimized=False)
+        self.undeclared_identifiers: set[str] = set()
+
+
+def _undeclared(ast: nodes.Template) -> set[str]:
+    """``jinja2.meta.find_undeclared_variables`` with no constant folding."""
+    codegen = _UnfoldedTracking(ast.environment if ast.environment is not None else _ENV)
+    codegen.visit(ast)
+    return codegen.undeclared_identifiers
+
+
+@jinja2.pass_context
+def _finalize(context: Any, value: Any) -> Any:
+    # A context finaliser tells Jinja2's code generator that output cannot be computed at
+    # compile time, so constant output expressions are evaluated (capped) at render time.
+    return value
+
+
+_ENV: Final = _BoundedSandbox(
     undefined=jinja2.StrictUndefined,
     autoescape=False,
     keep_trailing_newline=True,
     auto_reload=False,
+    optimized=False,
+    finalize=_finalize,
 )
 _VARS_TEXT: Final = ", ".join(sorted(TEMPLATE_VARIABLES))
 
@@ -69,6 +176,25 @@ class TemplateProblem:
 class _Compiled:
     template: jinja2.Template | None
     problems: tuple[TemplateProblem, ...]
+    linear: bool = False
+
+
+def is_linear(ast: nodes.Template) -> bool:
+    """Whether a parsed template renders in time linear in its inputs (see the module doc).
+
+    Args:
+        ast: The parsed template.
+
+    Returns:
+        True when every node is of a linear kind and every filter is in
+        :data:`LINEAR_FILTERS`.
+    """
+    for node in ast.find_all(nodes.Node):
+        if not isinstance(node, _LINEAR_NODES):
+            return False
+        if isinstance(node, nodes.Filter) and node.name not in LINEAR_FILTERS:
+            return False
+    return True
 
 
 def _first_use(ast: nodes.Template, name: str) -> int:
@@ -80,7 +206,7 @@ def _first_use(ast: nodes.Template, name: str) -> int:
 def _compile(source: str) -> _Compiled:
     try:
         ast = _ENV.parse(source)
-        undeclared = meta.find_undeclared_variables(ast)
+        undeclared = _undeclared(ast)
     except jinja2.TemplateAssertionError as exc:  # unknown filter/test, found by code generation
         return _Compiled(None, (TemplateProblem(
             exc.lineno or 1, f"template error: {exc.message}",
@@ -102,7 +228,15 @@ def _compile(source: str) -> _Compiled:
         ))
     if problems:
         return _Compiled(None, tuple(sorted(problems, key=lambda p: p.line)))
-    return _Compiled(_ENV.from_string(ast), ())
+    return _Compiled(_ENV.from_string(ast), (), is_linear(ast))
+
+
+@functools.lru_cache(maxsize=4096)
+def _variables_used(source: str) -> frozenset[str]:
+    try:
+        return frozenset(_undeclared(_ENV.parse(source)))
+    except jinja2.TemplateError:
+        return frozenset()
 
 
 def check_template(source: str) -> tuple[TemplateProblem, ...]:
@@ -128,7 +262,7 @@ class PromptTemplate:
         ValidationFailed: The template has a syntax error or uses an unknown variable.
     """
 
-    __slots__ = ("_constant", "_template", "field", "source")
+    __slots__ = ("_constant", "_template", "field", "linear", "source", "variables")
 
     def __init__(self, source: str, *, field: str = "user_prompt_template") -> None:
         compiled = _compile(source)
@@ -142,6 +276,10 @@ class PromptTemplate:
         self.field = field
         self._template = compiled.template
         self._constant = "{" not in source
+        self.linear = self._constant or compiled.linear
+        """Whether it renders in time linear in its inputs (so it may render inline)."""
+        self.variables = _variables_used(source)
+        """The template variables it references."""
 
     def render(self, variables: Mapping[str, Any]) -> str:
         """Render with the given variables (the five of :data:`TEMPLATE_VARIABLES`).
@@ -160,7 +298,11 @@ class PromptTemplate:
         if self._constant:
             return self.source
         try:
-            return self._template.render(variables)
+            out = self._template.render(variables)
+        except TemplateBudgetExceeded as exc:
+            raise ResourceExhausted(
+                f"{self.field}: {exc}; a prompt may be at most {MAX_RENDER_CHARS:,} characters",
+                details=[{"field": self.field, "reason": "render_budget"}]) from exc
         except jinja2.TemplateError as exc:
             raise TemplateRenderError(
                 f"{self.field}: rendering failed: {exc}",
@@ -171,6 +313,12 @@ class PromptTemplate:
                 f"{self.field}: rendering failed: {type(exc).__name__}: {exc}",
                 details=[{"field": self.field, "error": type(exc).__name__, "message": str(exc)}],
             ) from exc
+        if len(out) > MAX_RENDER_CHARS:
+            raise ResourceExhausted(
+                f"{self.field}: the rendered prompt has {len(out):,} characters (the limit is "
+                f"{MAX_RENDER_CHARS:,}); send a smaller request or trim the template",
+                details=[{"field": self.field, "reason": "render_budget", "chars": len(out)}])
+        return out
 
     def __repr__(self) -> str:
         return f"PromptTemplate(field={self.field!r}, source={self.source[:40]!r})"
@@ -189,7 +337,7 @@ class AgentPrompts:
         ValidationFailed: Either template is invalid.
     """
 
-    __slots__ = ("_static", "system", "user")
+    __slots__ = ("_static", "linear", "system", "user", "uses_memory")
 
     def __init__(
         self,
@@ -202,10 +350,40 @@ class AgentPrompts:
         self.system = PromptTemplate(system_prompt, field="system_prompt")
         self.user = PromptTemplate(user_prompt_template, field="user_prompt_template")
         self._static = {"agent": dict(agent), "parameters": dict(parameters)}
+        self.linear = self.system.linear and self.user.linear
+        """Both templates are linear-time: they render inline, not in a tenant worker."""
+        self.uses_memory = "memory_context" in self.system.variables | self.user.variables
+        """A template references ``memory_context`` (so a message recalls memory)."""
 
-    def _vars(self, request: Any, memory_context: str, conversation: Sequence[Any]) -> dict[str, Any]:
+    def variables(self, request: Any, memory_context: str = "",
+                  conversation: Sequence[Any] = ()) -> dict[str, Any]:
+        """The variables one message renders with.
+
+        Args:
+            request: The message content.
+            memory_context: Recalled memory text.
+            conversation: Earlier turns.
+
+        Returns:
+            The five variables of :data:`TEMPLATE_VARIABLES`.
+        """
         return {**self._static, "request": request, "memory_context": memory_context,
                 "conversation": conversation}
+
+    _vars = variables
+
+    def sources(self) -> tuple[tuple[str, str], tuple[str, str]]:
+        """``((system source, field), (user source, field))``, for a worker to render."""
+        return (self.system.source, self.system.field), (self.user.source, self.user.field)
+
+    def render_both(self, variables: Mapping[str, Any]) -> tuple[str, str]:
+        """Render ``(system, user)`` here, on the calling thread (for linear templates).
+
+        Raises:
+            TemplateRenderError: Rendering failed.
+            ResourceExhausted: A prompt went past :data:`MAX_RENDER_CHARS`.
+        """
+        return self.system.render(variables), self.user.render(variables)
 
     def render_user(
         self, request: Any, memory_context: str = "", conversation: Sequence[Any] = ()
@@ -245,10 +423,14 @@ class AgentPrompts:
 
 
 __all__ = [
+    "LINEAR_FILTERS",
+    "MAX_RENDER_CHARS",
     "TEMPLATE_VARIABLES",
     "AgentPrompts",
     "PromptTemplate",
+    "TemplateBudgetExceeded",
     "TemplateProblem",
     "TemplateRenderError",
     "check_template",
+    "is_linear",
 ]

@@ -1,8 +1,9 @@
 """The ``echo`` provider: offline, deterministic, no model.
 
-It answers with the rendered user prompt verbatim (which, through the template's
-``{{memory_context}}``, includes the memory context), so the whole pipeline — template,
-memory, reply — is visible without a model.
+It answers with the rendered user prompt verbatim, so the whole pipeline — template,
+memory, reply — is visible without a model. What the agent recalled from memory comes back in
+the reply's separate ``memory_context`` field (``shows_recall``), so the reply text does not
+grow with memory (which holds earlier replies).
 
 Exercising tools offline: put a marker in the request (and so in the rendered prompt)::
 
@@ -69,6 +70,16 @@ class EchoProvider:
     """The offline default provider (see the module docstring)."""
 
     name = "echo"
+    immediate = True
+    """Answers at once, so a config agent runs it inline (no hop to the I/O loop)."""
+    shows_recall = True
+    """The reply carries the recalled memory in its own ``memory_context`` field (the reply
+    text itself does not grow with memory)."""
+
+    async def acomplete(self, messages: Sequence[ChatMessage], tools: Sequence[ToolSchema] = (),
+                        timeout: float | None = None) -> LLMResponse:
+        """The same as :meth:`complete`."""
+        return self.complete(messages, tools, timeout)
 
     def complete(self, messages: Sequence[ChatMessage], tools: Sequence[ToolSchema] = (),
                  timeout: float | None = None) -> LLMResponse:

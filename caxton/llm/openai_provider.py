@@ -4,13 +4,20 @@ Works with OpenAI, Ollama (``http://127.0.0.1:11434/v1``), vLLM and the llama.cp
 Tool calling uses the standard ``tools`` / ``tool_calls`` fields. Timeouts, connection errors,
 HTTP 5xx and 429 are retried with exponential backoff and jitter (honouring ``Retry-After``)
 up to ``LLMConfig.max_retries`` times, all within the caller's overall ``timeout``.
+
+The client is asynchronous (``httpx.AsyncClient``): a call is a coroutine that a config agent
+runs on the node's I/O loop (:class:`caxton.tenant.IOLoop`), so any number of conversations
+can wait on the model at once without a thread each, and one slow answer never holds up
+another conversation or agent. :meth:`OpenAIProvider.complete` runs the same coroutine and
+waits, for synchronous callers.
 """
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import httpx
@@ -19,6 +26,7 @@ import structlog
 from caxton.errors import LLMError, Timeout
 from caxton.llm.config import LLMConfig
 from caxton.llm.types import ChatMessage, LLMResponse, ToolCall, ToolSchema, tool_definition
+from caxton.tenant.ioloop import IOLoop, default_ioloop
 
 _log = structlog.get_logger("caxton.llm")
 
@@ -30,7 +38,7 @@ _HINTS = {
 
 
 class OpenAIProvider:
-    """Client of one OpenAI-compatible endpoint. Thread-safe (one pooled httpx client).
+    """Client of one OpenAI-compatible endpoint (one pooled async httpx client).
 
     Args:
         config: The agent's (or node's) ``llm`` section.
@@ -38,15 +46,19 @@ class OpenAIProvider:
         backoff_base: First retry delay in seconds (doubles each retry).
         backoff_max: Largest retry delay in seconds.
         rng: Source of jitter in ``[0, 1)`` (injectable for tests).
-        sleep: Sleep function (injectable for tests).
+        sleep: Async sleep function (injectable for tests).
+        ioloop: The loop :meth:`complete` runs on (default: the process's shared loop).
     """
 
     name = "openai"
+    immediate = False
+    """Calls wait on the network: run :meth:`acomplete` on the I/O loop, never inline."""
 
     def __init__(self, config: LLMConfig, *, api_key: str | None = None,
                  backoff_base: float = 0.2, backoff_max: float = 5.0,
                  rng: Callable[[], float] = random.random,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+                 ioloop: IOLoop | None = None) -> None:
         self.config = config
         self.url = config.base_url.rstrip("/") + "/chat/completions"
         self._headers = {"content-type": "application/json"}
@@ -56,11 +68,22 @@ class OpenAIProvider:
         self._backoff_max = backoff_max
         self._rng = rng
         self._sleep = sleep
-        self._client = httpx.Client(trust_env=False)
+        self._ioloop = ioloop
+        self._client: httpx.AsyncClient | None = None  # made on the loop, at first use
 
     def close(self) -> None:
-        """Close the connection pool."""
-        self._client.close()
+        """Close the connection pool (on the loop that owns it)."""
+        client, self._client = self._client, None
+        if client is None:
+            return
+        loop = self._ioloop or default_ioloop()
+        try:
+            if loop.in_loop_thread():
+                loop.submit(client.aclose())  # runs after this callback returns
+            else:
+                loop.run(client.aclose(), timeout=5)
+        except Exception as exc:  # closing must never fail a shutdown
+            _log.debug("llm.close_failed", error=repr(exc))
 
     def _body(self, messages: Sequence[ChatMessage], tools: Sequence[ToolSchema]) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -75,6 +98,16 @@ class OpenAIProvider:
 
     def complete(self, messages: Sequence[ChatMessage], tools: Sequence[ToolSchema] = (),
                  timeout: float | None = None) -> LLMResponse:
+        """Ask the endpoint for the next turn and wait (see :meth:`acomplete`).
+
+        Raises:
+            LLMError: As :meth:`acomplete`.
+            Timeout: As :meth:`acomplete`.
+        """
+        return (self._ioloop or default_ioloop()).run(self.acomplete(messages, tools, timeout))
+
+    async def acomplete(self, messages: Sequence[ChatMessage], tools: Sequence[ToolSchema] = (),
+                        timeout: float | None = None) -> LLMResponse:
         """Ask the endpoint for the next turn, retrying transient failures.
 
         Each attempt waits at most ``LLMConfig.timeout`` (and never past the overall budget).
@@ -105,9 +138,12 @@ class OpenAIProvider:
             per_try = min(cfg.timeout, remaining)
             retry_after: float | None = None
             started = time.monotonic()
+            if self._client is None:
+                self._client = httpx.AsyncClient(trust_env=False, limits=httpx.Limits(
+                    max_connections=None, max_keepalive_connections=256))
             try:
-                resp = self._client.post(self.url, json=body, headers=self._headers,
-                                         timeout=per_try)
+                resp = await self._client.post(self.url, json=body, headers=self._headers,
+                                               timeout=per_try)
             except httpx.TimeoutException:
                 cause = f"no answer within {per_try:.3g}s"
             except httpx.TransportError as exc:
@@ -145,7 +181,7 @@ class OpenAIProvider:
                 raise self._timeout(budget, attempt + 1, cause)
             _log.info("llm.retry", provider=self.name, model=cfg.model, attempt=attempt + 1,
                       cause=cause, delay_s=round(delay, 3))
-            self._sleep(delay)
+            await self._sleep(delay)
             attempt += 1
 
     def _timeout(self, budget: float, attempts: int, cause: str | None) -> Timeout:

@@ -122,9 +122,22 @@ class LLMResponse:
 
 
 class LLMProvider(Protocol):
-    """The small interface every provider implements. Implementations are thread-safe."""
+    """The small interface every provider implements.
+
+    Attributes:
+        name: The provider name (``echo``, ``openai``).
+        immediate: ``True`` when :meth:`complete` answers at once without I/O (it then runs
+            inline on the agent's turn); ``False`` when it waits on the network, so config
+            agents run :meth:`acomplete` on the node's I/O loop.
+    """
 
     name: str
+    immediate: bool
+
+    async def acomplete(self, messages: Sequence[ChatMessage], tools: Sequence[ToolSchema] = (),
+                        timeout: float | None = None) -> LLMResponse:
+        """Ask the model for its next turn (the coroutine :meth:`complete` waits for)."""
+        ...
 
     def complete(self, messages: Sequence[ChatMessage], tools: Sequence[ToolSchema] = (),
                  timeout: float | None = None) -> LLMResponse:

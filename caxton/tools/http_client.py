@@ -90,12 +90,11 @@ class HttpClientTool:
         self.allowlist = HostAllowlist(allowed_hosts)
         self.max_response_bytes = max_response_bytes
         self.default_timeout = default_timeout
-        # trust_env=False: proxy variables must never reroute agent traffic past the allowlist.
-        self._client = httpx.Client(follow_redirects=False, trust_env=False)
+        self._client: httpx.AsyncClient | None = None  # made on the I/O loop at first use
 
     def close(self) -> None:
-        """Close the connection pool."""
-        self._client.close()
+        """Forget the connection pool (its loop closes the sockets)."""
+        self._client = None
 
     def tool(self) -> Tool:
         """Return the registrable :class:`Tool`."""
@@ -109,8 +108,8 @@ class HttpClientTool:
             func=self.__call__,
         )
 
-    def __call__(self, args: dict[str, Any], timeout: float) -> dict[str, Any]:
-        """Perform one request.
+    async def __call__(self, args: dict[str, Any], timeout: float) -> dict[str, Any]:
+        """Perform one request (a coroutine: it runs on the node's I/O loop).
 
         Args:
             args: Validated arguments (``url``, ``method``, ``headers``, ``body``/``json``,
@@ -152,14 +151,18 @@ class HttpClientTool:
         elif "body" in args:
             content = str(args["body"]).encode()
         started = time.perf_counter()
+        if self._client is None:
+            # trust_env=False: proxy variables must never reroute agent traffic past the
+            # allowlist.
+            self._client = httpx.AsyncClient(follow_redirects=False, trust_env=False)
         try:
-            with self._client.stream(args.get("method", "GET"), url, headers=headers,
-                                     content=content, timeout=limit) as resp:
+            async with self._client.stream(args.get("method", "GET"), url, headers=headers,
+                                           content=content, timeout=limit) as resp:
                 declared = resp.headers.get("content-length")
                 if declared and declared.isdigit() and int(declared) > self.max_response_bytes:
                     raise self._too_large(host, int(declared))
                 buf = bytearray()
-                for chunk in resp.iter_bytes():
+                async for chunk in resp.aiter_bytes():
                     buf += chunk
                     if len(buf) > self.max_response_bytes:
                         raise self._too_large(host, len(buf))

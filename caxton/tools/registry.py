@@ -2,17 +2,39 @@
 
 from __future__ import annotations
 
+import asyncio
+import pickle
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import structlog
 from jsonschema.protocols import Validator
 
-from caxton.errors import CaxtonError, InvalidArgument, ToolError, ToolNotDeclared
+from caxton.errors import CaxtonError, InvalidArgument, ToolError, ToolNotDeclared, ToolTimeout
+from caxton.tenant import work
+from caxton.tenant.ioloop import IOLoop, default_ioloop
+from caxton.tenant.pool import TenantPool, WorkTimedOut, default_pool
 from caxton.tools.schema import compile_schema, schema_errors
 from caxton.tools.tool import Tool
+
+Done = Callable[[Any, BaseException | None], None]
+Cancel = Callable[[], Any]
+
+
+def _tool_error(name: str, error: BaseException, timeout: float) -> CaxtonError:
+    """The typed error a failed tool call reports."""
+    if isinstance(error, (WorkTimedOut, TimeoutError, asyncio.TimeoutError,
+                          asyncio.CancelledError)):
+        return ToolTimeout(
+            f"tool {name!r} did not finish within {timeout:g}s and was stopped; raise the "
+            f"agent's resource_limits.tool_call_timeout if it legitimately needs longer",
+            details=[{"tool": name, "reason": "timeout", "timeout": timeout}])
+    if isinstance(error, CaxtonError):
+        return error
+    return ToolError(f"tool {name!r} failed: {type(error).__name__}: {error}",
+                     details=[{"tool": name, "reason": "error"}])
 
 _log = structlog.get_logger("caxton.tools")
 
@@ -46,6 +68,15 @@ class ToolRegistry:
             )
         if tool.parameters.get("type") != "object":
             raise InvalidArgument(f"tool {tool.name!r}: parameters must be an 'object' schema")
+        if not tool.is_async:
+            try:
+                pickle.dumps(tool.func)
+            except Exception as exc:
+                raise InvalidArgument(
+                    f"tool {tool.name!r} computes, so it runs in a tenant worker process and its "
+                    f"function must be importable by name (a module-level function), not "
+                    f"{tool.func!r} ({type(exc).__name__}); or make it a coroutine function "
+                    "if it only waits on I/O") from None
         validator = compile_schema(tool.parameters, what=f"tool {tool.name!r} parameters")
         with self._lock:
             if tool.name in self._tools and not replace:
@@ -112,11 +143,65 @@ class ToolRegistry:
             raise ToolError(f"invalid arguments for tool {name!r}: {summary}", details=errors)
         return args
 
-    def call(self, name: str, arguments: Any, timeout: float, *, agent: str = "") -> Any:
-        """Validate the arguments and run the tool, waiting at most ``timeout`` seconds.
+    def start(self, name: str, arguments: Any, timeout: float, done: Done, *,
+              agent: str = "", pool: TenantPool | None = None,
+              ioloop: IOLoop | None = None) -> Cancel:
+        """Validate the arguments and start the tool where its kind runs; never blocks.
 
-        The tool runs on its own daemon thread, so a hung tool cannot block the caller past
-        ``timeout`` (the thread is abandoned; tools doing I/O receive ``timeout`` and stop).
+        A computing tool runs in a tenant worker process: past ``timeout`` its worker is
+        killed. An I/O tool runs on the I/O loop: past ``timeout`` it is cancelled. Either
+        way ``done`` is called exactly once, with ``(result, None)`` or ``(None, error)``
+        where ``error`` is a :class:`ToolError` (:class:`ToolTimeout` for a timeout) or
+        another typed :class:`CaxtonError`.
+
+        Args:
+            name: Tool name.
+            arguments: The argument object.
+            timeout: Seconds the call may take (the agent's ``tool_call_timeout``, or less).
+            done: Completion callback (on a pool or loop thread; quick, never raising).
+            agent: The calling agent, for logs.
+            pool: The worker pool (default: the process's shared one).
+            ioloop: The I/O loop (default: the process's shared one).
+
+        Returns:
+            A function that cancels the call (a running worker call kills its worker).
+
+        Raises:
+            ToolError: Unknown tool or invalid arguments (raised at once, nothing started).
+        """
+        if timeout <= 0:
+            raise ToolTimeout(f"tool {name!r} was called with no time left (timeout={timeout})",
+                              details=[{"tool": name, "reason": "timeout"}])
+        tool, _ = self._entry(name)
+        args = self.validate_arguments(name, arguments)
+        started = time.perf_counter()
+
+        def finish(value: Any, error: BaseException | None) -> None:
+            elapsed_ms = round((time.perf_counter() - started) * 1000, 2)
+            if error is None:
+                _log.debug("tool.call", tool=name, agent=agent, ok=True, duration_ms=elapsed_ms)
+                done(value, None)
+                return
+            err = _tool_error(name, error, timeout)
+            _log.info("tool.call", tool=name, agent=agent, ok=False, code=str(err.code),
+                      duration_ms=elapsed_ms, error=err.message)
+            done(None, err)
+
+        if tool.is_async:
+            loop = ioloop or default_ioloop()
+
+            async def run() -> Any:
+                return await asyncio.wait_for(tool.func(args, timeout), timeout)
+
+            fut = loop.submit(run(), finish)
+            return lambda: loop.loop.call_soon_threadsafe(fut.cancel)
+        wfut = (pool or default_pool()).submit(
+            work.call_tool, (tool.func, name, args, timeout), timeout, finish,
+            what=f"tool {name!r}")
+        return lambda: wfut.cancel()
+
+    def call(self, name: str, arguments: Any, timeout: float, *, agent: str = "") -> Any:
+        """Run a tool and wait for it, at most ``timeout`` seconds (see :meth:`start`).
 
         Args:
             name: Tool name.
@@ -128,48 +213,22 @@ class ToolRegistry:
             The tool's JSON-serialisable result.
 
         Raises:
-            ToolError: Unknown tool, invalid arguments, the tool failed, or it timed out
-                (``details[0]["reason"] == "timeout"``).
+            ToolError: Unknown tool, invalid arguments, or the tool failed.
+            ToolTimeout: It ran past ``timeout`` (and was stopped).
         """
-        if timeout <= 0:
-            raise ToolError(f"tool {name!r} was called with no time left (timeout={timeout})",
-                            details=[{"tool": name, "reason": "timeout"}])
-        tool, _ = self._entry(name)
-        args = self.validate_arguments(name, arguments)
-        done = threading.Event()
-        box: dict[str, Any] = {}
+        box: list[tuple[Any, BaseException | None]] = []
+        event = threading.Event()
 
-        def run() -> None:
-            try:
-                box["result"] = tool.func(args, timeout)
-            except BaseException as exc:  # reported to the caller, never lost
-                box["error"] = exc
-            finally:
-                done.set()
+        def done(value: Any, error: BaseException | None) -> None:
+            box.append((value, error))
+            event.set()
 
-        started = time.perf_counter()
-        threading.Thread(target=run, name=f"tool-{name}", daemon=True).start()
-        finished = done.wait(timeout)
-        elapsed_ms = round((time.perf_counter() - started) * 1000, 2)
-        if not finished:
-            _log.warning("tool.call", tool=name, agent=agent, ok=False, reason="timeout",
-                         duration_ms=elapsed_ms)
-            raise ToolError(
-                f"tool {name!r} did not finish within {timeout:g}s; raise the agent's "
-                f"resource_limits.tool_call_timeout if it legitimately needs longer",
-                details=[{"tool": name, "reason": "timeout", "timeout": timeout}],
-            )
-        if "error" in box:
-            exc = box["error"]
-            _log.info("tool.call", tool=name, agent=agent, ok=False, reason="error",
-                      duration_ms=elapsed_ms, error=str(exc))
-            if isinstance(exc, ToolError):
-                raise exc
-            message = exc.message if isinstance(exc, CaxtonError) else f"{type(exc).__name__}: {exc}"
-            raise ToolError(f"tool {name!r} failed: {message}",
-                            details=[{"tool": name, "reason": "error"}]) from exc
-        _log.debug("tool.call", tool=name, agent=agent, ok=True, duration_ms=elapsed_ms)
-        return box.get("result")
+        self.start(name, arguments, timeout, done, agent=agent)
+        event.wait()
+        value, error = box[0]
+        if error is not None:
+            raise error
+        return value
 
     def view(self, agent: str, declared: Iterable[str]) -> AgentToolView:
         """Return the view an agent uses: only the tools it declares.

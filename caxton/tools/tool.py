@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import inspect
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-ToolFunction = Callable[[dict[str, Any], float], Any]
+ToolFunction = Callable[[dict[str, Any], float], Any] | Callable[
+    [dict[str, Any], float], Awaitable[Any]]
 """A tool's implementation: ``func(arguments, timeout_seconds) -> JSON-serialisable result``.
 
 ``arguments`` has already been validated against the tool's schema; ``timeout_seconds`` is the
-time the caller will wait, which a tool doing I/O should pass on to its own timeouts.
+time the caller will wait. Where it runs depends on its kind:
+
+* a plain function **computes**: it runs in a tenant worker process
+  (:mod:`caxton.tenant.pool`), so it must be a module-level function (it is pickled by
+  reference); past its timeout its worker is killed, so it really stops;
+* a coroutine function **waits** (network I/O): it runs on the node's I/O loop and must not
+  compute anything heavy; past its timeout it is cancelled.
 """
 
 
@@ -29,6 +37,11 @@ class Tool:
     description: str
     parameters: Mapping[str, Any]
     func: ToolFunction = field(repr=False, compare=False)
+
+    @property
+    def is_async(self) -> bool:
+        """Whether it is an I/O tool (a coroutine function run on the I/O loop)."""
+        return inspect.iscoroutinefunction(self.func)
 
     def definition(self) -> dict[str, Any]:
         """Return the tool in the OpenAI ``tools`` format (``{"type": "function", ...}``)."""

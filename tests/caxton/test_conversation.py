@@ -21,6 +21,7 @@ from caxton.llm import EchoProvider, LLMConfig, LLMResponse, OpenAIProvider
 from caxton.llm.testing import CannedResponse, FakeOpenAIServer, chat_completion
 from caxton.memory import MemoryHandle, MemoryStore
 from caxton.tools import AgentToolView, Tool, builtin_registry
+from caxton.tools.testing import sleep_tool
 
 LIMITS = ConversationLimits(response_timeout=10, tool_call_timeout=5, max_tool_rounds=3)
 
@@ -60,12 +61,7 @@ def release() -> Iterator[threading.Event]:
 
 def _tools(release: threading.Event, declared: Sequence[str]) -> AgentToolView:
     reg = builtin_registry()
-
-    def slow(args: dict[str, Any], timeout: float) -> str:
-        release.wait(20)
-        return "too late"
-
-    reg.register(Tool("slow", "sleeps", {"type": "object"}, slow))
+    reg.register(Tool("slow", "sleeps", {"type": "object"}, sleep_tool))
     return reg.view("Bot", declared)
 
 
@@ -131,7 +127,7 @@ def test_slow_tool_becomes_error_result_for_the_model(server: FakeOpenAIServer,
                             memory=None, limits=limits)
     assert time.monotonic() - started < 5
     (rec,) = reply.tool_calls
-    assert not rec.ok and rec.error_code == "TOOL_ERROR" and "did not finish" in (rec.error or "")
+    assert not rec.ok and rec.error_code == "TOOL_TIMEOUT" and "did not finish" in (rec.error or "")
     assert "tool results: slow=" in reply.content and "did not finish" in reply.content
 
 
@@ -221,12 +217,13 @@ def test_history_carries_across_messages_of_a_conversation(server: FakeOpenAISer
     tracker = ConversationTracker(5, agent="Bot")
     provider, tools = _openai(server), _tools(release, [])
     for text in ("first", "second"):
-        with tracker.begin("conv-1") as slot:
-            reply = process_message(agent="Bot", user_prompt=text, request=text,
-                                    provider=provider, tools=tools, memory=None,
-                                    limits=LIMITS, history=slot.history,
-                                    conversation_id="conv-1")
-            slot.append(reply.new_messages)
+        tracker.open("conv-1")
+        reply = process_message(agent="Bot", user_prompt=text, request=text,
+                                provider=provider, tools=tools, memory=None,
+                                limits=LIMITS, history=tracker.history("conv-1"),
+                                conversation_id="conv-1")
+        tracker.append("conv-1", reply.new_messages)
+        tracker.release("conv-1")
     sent = server.chat_requests()[1]["messages"]
     assert [m["content"] for m in sent] == ["first", "echo: first", "second"]
     assert len(tracker.history("conv-1")) == 4
@@ -235,32 +232,36 @@ def test_history_carries_across_messages_of_a_conversation(server: FakeOpenAISer
 def test_conversation_tracker_enforces_max_conversations() -> None:
     now = [0.0]
     tracker = ConversationTracker(2, agent="Bot", idle_timeout=60, clock=lambda: now[0])
-    with tracker.begin("a"):
-        pass
-    with tracker.begin("b"):
-        pass
-    with tracker.begin("a"):  # a known conversation always gets in
-        pass
-    with pytest.raises(ConversationLimit) as err, tracker.begin("c"):
-        pass
+    for cid in ("a", "b", "a"):  # a known conversation always gets in
+        tracker.open(cid)
+        tracker.release(cid)
+    with pytest.raises(ConversationLimit) as err:
+        tracker.open("c")
     assert "'Bot'" in err.value.message and "max_conversations=2" in err.value.message
-    with pytest.raises(ConversationLimit), tracker.begin(None):
-        pass
+    assert "caxton conversations end Bot" in err.value.message
     assert tracker.end("a") and tracker.open_count() == 1
-    with tracker.begin(None):
-        assert tracker.open_count() == 2  # a one-shot holds a slot while processed
-    assert tracker.open_count() == 1
-    now[0] = 61.0  # "b" idles out
-    with tracker.begin("c"), tracker.begin("d"):
-        assert sorted(tracker.ids()) == ["c", "d"]
+    now[0] = 30.0
+    tracker.open("b")  # in flight: never idles out
+    now[0] = 100.0
+    tracker.open("c")
+    assert sorted(tracker.ids()) == ["b", "c"]
+    with pytest.raises(ConversationLimit):
+        tracker.open("d")
+    listed = {c["id"]: c for c in tracker.describe()}
+    assert listed["b"]["in_flight"] == 1 and listed["b"]["messages"] == 2
+    assert listed["b"]["expires_in_s"] is None
+    tracker.release("b")
+    now[0] = 161.0  # "b" idles out 60 s after its last message finished
+    tracker.open("d")
+    assert sorted(tracker.ids()) == ["c", "d"]
 
 
 def test_tracker_trims_history_at_a_user_turn() -> None:
     tracker = ConversationTracker(1, max_history_messages=4)
-    with tracker.begin("x") as slot:
-        slot.append([{"role": "user", "content": "1"}, {"role": "assistant", "content": "1"}])
-        slot.append([{"role": "user", "content": "2"}, {"role": "assistant", "tool_calls": []},
-                     {"role": "tool", "content": "r"}, {"role": "assistant", "content": "2"}])
+    tracker.open("x")
+    tracker.append("x", [{"role": "user", "content": "1"}, {"role": "assistant", "content": "1"}])
+    tracker.append("x", [{"role": "user", "content": "2"}, {"role": "assistant", "tool_calls": []},
+                         {"role": "tool", "content": "r"}, {"role": "assistant", "content": "2"}])
     hist = tracker.history("x")
     assert hist[0] == {"role": "user", "content": "2"} and len(hist) == 4
 
@@ -274,8 +275,8 @@ def test_tracker_is_thread_safe_under_contention() -> None:
     def one(i: int) -> None:
         gate.wait(10)
         try:
-            with tracker.begin(f"conv-{i}"):
-                admitted.append(i)
+            tracker.open(f"conv-{i}")
+            admitted.append(i)
         except ConversationLimit:
             refused.append(i)
 

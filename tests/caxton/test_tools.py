@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from caxton.errors import InvalidArgument, ToolError, ToolNotDeclared
+from caxton.errors import InvalidArgument, ToolError, ToolNotDeclared, ToolTimeout
 from caxton.llm.testing import CannedResponse, LocalHTTPServer, RecordedRequest
 from caxton.tools import (
     BUILTIN_TOOLS,
@@ -20,6 +19,8 @@ from caxton.tools import (
     parse_csv,
     validate_json,
 )
+from caxton.tools.testing import add_tool as _add
+from caxton.tools.testing import broken_tool, sleep_tool
 
 ADD_SCHEMA = {
     "type": "object",
@@ -27,10 +28,6 @@ ADD_SCHEMA = {
     "required": ["a", "b"],
     "additionalProperties": False,
 }
-
-
-def _add(args: dict[str, Any], timeout: float) -> int:
-    return int(args["a"]) + int(args["b"])
 
 
 @pytest.fixture
@@ -55,7 +52,7 @@ def web() -> Iterator[LocalHTTPServer]:
 def test_registry_validates_arguments_before_calling() -> None:
     calls: list[dict[str, Any]] = []
 
-    def spy(args: dict[str, Any], timeout: float) -> int:
+    async def spy(args: dict[str, Any], timeout: float) -> int:  # an I/O tool: on the loop
         calls.append(args)
         return _add(args, timeout)
 
@@ -84,25 +81,23 @@ def test_registry_refuses_bad_tools() -> None:
 
 
 def test_slow_and_failing_tools_become_tool_errors() -> None:
-    release = threading.Event()
-
-    def slow(args: dict[str, Any], timeout: float) -> str:
-        release.wait(10)
-        return "done"
-
-    def broken(args: dict[str, Any], timeout: float) -> str:
-        raise RuntimeError("disk on fire")
-
     obj = {"type": "object"}
-    reg = ToolRegistry([Tool("slow", "", obj, slow), Tool("broken", "", obj, broken)])
+    reg = ToolRegistry([Tool("slow", "", obj, sleep_tool), Tool("broken", "", obj, broken_tool)])
     started = time.monotonic()
-    with pytest.raises(ToolError, match=r"did not finish within 0\.2s") as err:
+    with pytest.raises(ToolTimeout, match=r"did not finish within 0\.2s") as err:
         reg.call("slow", {}, timeout=0.2)
     assert time.monotonic() - started < 5
     assert err.value.details[0]["reason"] == "timeout"
-    release.set()
     with pytest.raises(ToolError, match="RuntimeError: disk on fire"):
         reg.call("broken", {}, timeout=5)
+
+
+def test_a_computing_tool_must_be_importable_by_name() -> None:
+    def local(args: dict[str, Any], timeout: float) -> int:
+        return 1
+
+    with pytest.raises(InvalidArgument, match="module-level function"):
+        ToolRegistry([Tool("local", "", {"type": "object"}, local)])
 
 
 def test_agent_view_refuses_undeclared_tools() -> None:
