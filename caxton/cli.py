@@ -883,12 +883,49 @@ def cmd_message_send(ctx: Ctx) -> int:
         except json.JSONDecodeError as exc:
             raise UsageError(f"--json-content: CONTENT is not JSON ({exc})") from None
     wait = ns.message_timeout or ctx.timeout
+    if ns.end and not ns.conversation_id:
+        raise UsageError("--end needs --conversation-id (a message without one opens none)")
     result = ctx.call("message.send", {"agent": ns.agent, "content": content,
                                        "conversation_id": ns.conversation_id,
+                                       "end_conversation": bool(ns.end),
                                        "timeout": wait}, timeout=wait + 1.0)
     ctx.emit(result, lambda r: ctx.out.print(
         _cell(r.get("content")) if isinstance(r, dict) else _cell(r), markup=False))
     return EXIT_OK
+
+
+def _render_conversations(ctx: Ctx, result: Any) -> None:
+    rows = (result or {}).get("conversations") or []
+    if not rows:
+        ctx.out.print(f"agent {result.get('name')} has no open conversations")
+        return
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for col in ("ID", "MESSAGES", "HISTORY", "IN FLIGHT", "AGE", "IDLE", "EXPIRES IN"):
+        table.add_column(col)
+    for c in rows:
+        expires = c.get("expires_in_s")
+        table.add_row(str(c["id"]), str(c["messages"]), str(c["history"]), str(c["in_flight"]),
+                      f"{c['age_s']:.1f}s", f"{c['idle_s']:.1f}s",
+                      "-" if expires is None else f"{expires:.0f}s")
+    ctx.out.print(table)
+
+
+def cmd_conversations_list(ctx: Ctx) -> int:
+    """``conversations list AGENT``: the agent's open conversations, oldest first."""
+    result = ctx.call("conversations.list", {"name": ctx.ns.agent})
+    ctx.emit(result, lambda r: _render_conversations(ctx, r))
+    return EXIT_OK
+
+
+def cmd_conversations_end(ctx: Ctx) -> int:
+    """``conversations end AGENT ID``: end one conversation (exit 1 if it was not open)."""
+    result = ctx.call("conversations.end", {"name": ctx.ns.agent,
+                                            "conversation_id": ctx.ns.conversation_id})
+    ended = bool((result or {}).get("ended"))
+    ctx.emit(result, lambda r: ctx.out.print(
+        f"conversation {ctx.ns.conversation_id} of {ctx.ns.agent} "
+        + ("ended" if ended else "was not open"), markup=False))
+    return EXIT_OK if ended else EXIT_REFUSED
 
 
 def cmd_node_status(ctx: Ctx) -> int:
@@ -1133,6 +1170,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json-content", action="store_true", help="parse CONTENT as JSON")
     p.add_argument("--message-timeout", type=float, metavar="S",
                    help="seconds the node waits for the agent (default: --timeout)")
+    p.add_argument("--end", action="store_true",
+                   help="end the conversation once this message is answered")
+
+    convs = groups.add_parser(
+        "conversations", help="list or end a config agent's open conversations",
+        description="A config agent's open conversations. Each holds a slot of the agent's "
+                    "max_conversations and its history until it is ended or idles out "
+                    "(resource_limits.conversation_idle_timeout, default 30m). Messages without "
+                    "a conversation id open none.")
+    conv_verbs = convs.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
+    conv_verbs.required = True
+    p = conv_verbs.add_parser("list", help="the agent's open conversations, oldest first",
+                              description="List a config agent's open conversations.",
+                              parents=[common])
+    p.set_defaults(func=cmd_conversations_list)
+    p.add_argument("agent", help="the agent")
+    p = conv_verbs.add_parser("end", help="end one conversation (frees its slot and history)",
+                              description="End a conversation: its slot, history and version "
+                                          "pin are released; exit 1 if it was not open.",
+                              parents=[common])
+    p.set_defaults(func=cmd_conversations_end)
+    p.add_argument("agent", help="the agent")
+    p.add_argument("conversation_id", metavar="ID", help="the conversation id")
 
     node = groups.add_parser("node", help="inspect or stop the node",
                              description="Inspect or stop the node.")

@@ -137,6 +137,21 @@ class HttpClientConfig(BaseModel):
     allowed_hosts: tuple[str, ...] = ()
 
 
+class TenantConfig(BaseModel):
+    """The worker processes that run config agents' templates and CPU-bound tools.
+
+    Attributes:
+        workers: Worker processes (each runs one call at a time).
+        memory_limit: Address-space cap of each worker; a call past it fails with
+            ``RESOURCE_EXHAUSTED`` and costs only its worker.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    workers: Annotated[int, Field(ge=1, le=64)] = 2
+    memory_limit: SizeValue = Field(default=ByteSize(512 * 1024 * 1024))
+
+
 class CurveConfig(BaseModel):
     """CurveZMQ security of the control port.
 
@@ -233,6 +248,7 @@ class NodeConfig(BaseModel):
         watch: Watch mode settings.
         llm: The default LLM provider for agents that do not name one.
         http_client: Settings of the built-in ``http_client`` tool.
+        tenant: The worker processes for config agents' templates and CPU tools.
         drain_timeout: How long shutdown waits for agents to drain.
         metrics: ``HOST:PORT`` of the Prometheus endpoint, or ``None`` for no endpoint.
         curve: CurveZMQ settings of the control port.
@@ -263,6 +279,7 @@ class NodeConfig(BaseModel):
     watch: WatchConfig = Field(default_factory=WatchConfig)
     llm: LLMConfig = Field(default_factory=LLMConfig)
     http_client: HttpClientConfig = Field(default_factory=HttpClientConfig)
+    tenant: TenantConfig = Field(default_factory=TenantConfig)
     drain_timeout: DurationValue = Field(default=Duration(10.0))
     metrics: Annotated[str | None, BeforeValidator(_host_port)] = None
     curve: CurveConfig = Field(default_factory=CurveConfig)

@@ -564,7 +564,8 @@ class AgentLifecycleManager:
             rl = config.resource_limits
             agent.tracker = ConversationTracker(
                 rl.max_conversations, agent=config.name,
-                idle_timeout=float(rl.conversation_idle_timeout))
+                idle_timeout=float(rl.conversation_idle_timeout),
+                on_close=agent.router.end_conversation)
             agent.memory = self.memory_store.handle(
                 str(rl.memory_scope), agent=config.name, max_entities=rl.max_memory_entities)
             lifecycle.transition(ConfigAgentState.REGISTERED, "capabilities registered")
@@ -1452,7 +1453,8 @@ class AgentLifecycleManager:
             cfg = parsed.unwrap()
             agent.tracker = ConversationTracker(
                 cfg.resource_limits.max_conversations, agent=rec.name,
-                idle_timeout=float(cfg.resource_limits.conversation_idle_timeout))
+                idle_timeout=float(cfg.resource_limits.conversation_idle_timeout),
+                on_close=agent.router.end_conversation)
             agent.memory = self.memory_store.handle(
                 str(cfg.resource_limits.memory_scope), agent=rec.name,
                 max_entities=cfg.resource_limits.max_memory_entities)
@@ -1519,6 +1521,8 @@ class AgentLifecycleManager:
             _log.error("manager.poll_failed", agent=agent.name, reason=repr(exc))
         if agent.waiting:
             self._expire_waiting(agent, now)
+        if agent.tracker is not None:
+            agent.tracker.expire()  # an idle conversation also lets go of its version pin
 
     def _expire_waiting(self, agent: _Agent, now: float) -> None:
         expired: list[_Waiting] = []

@@ -259,6 +259,14 @@ def _read_rss() -> int:
         return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
 
 
+def _end_conversation(manager: Any, agent: str, conversation_id: str | None) -> None:
+    """``message send --end``: close the conversation after its reply (never fails the send)."""
+    try:
+        manager.end_conversation(agent, str(conversation_id))
+    except errors.CaxtonError as exc:
+        _log.info("node.end_conversation_failed", agent=agent, code=str(exc.code))
+
+
 class Node:
     """One Caxton node: runtime, control port, event stream, metrics and watch mode.
 
@@ -300,7 +308,13 @@ class Node:
         self._remove_sink: Any = None
         self.store = NodeStore(config.state_path)
         self.memory = MemoryStore(config.data_dir / "memory.db")
+        from caxton.tenant import TenantPool
+
+        # started on first use: a node of linear templates and no CPU tools forks nothing
+        self.tenant = TenantPool(workers=config.tenant.workers,
+                                 memory_limit=int(config.tenant.memory_limit))
         self.manager = AgentLifecycleManager(
+            tenant_pool=self.tenant,
             memory=self.memory,
             tools=builtin_registry(http_allowed_hosts=config.http_client.allowed_hosts),
             default_llm=config.llm,
@@ -504,6 +518,7 @@ class Node:
         if self.publisher is not None:
             self.publisher.publish_node("stopped")
             self.publisher.close()
+        self.tenant.close()
         self.memory.close()
         self.store.close()
         self.state = "stopped"
@@ -599,6 +614,11 @@ class Node:
                 self.manager.disable(a.name, preserve_memory=a.preserve_memory)),
             "agents.monitor": self.h_monitor,
             "agents.reload_status": self.h_reload_status,
+            "conversations.list": lambda a: {
+                "name": a.name, "conversations": self.manager.conversations(a.name)},
+            "conversations.end": lambda a: {
+                "name": a.name, "conversation_id": a.conversation_id,
+                "ended": self.manager.end_conversation(a.name, a.conversation_id)},
             "node.shutdown": self.h_shutdown,
             "operations.get": self.h_operation,
         })
@@ -969,11 +989,15 @@ class Node:
         metrics = self.metrics
         versions = self._versions
         deadlines = self._deadlines
+        end = args.end_conversation and args.conversation_id is not None
+        manager = self.manager
 
         def done(routed: ReplyFuture) -> None:
             # under the version instance that served it (canary / A-B traffic splits by
             # version); the current version when it never reached one
             err = routed.error
+            if end:
+                _end_conversation(manager, agent, args.conversation_id)
             if err is None:
                 metrics.record_message(agent, routed.served_by or versions.get(agent, ""),
                                        time.perf_counter() - t0)

@@ -62,6 +62,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="deploy requests in flight (default 8)")
     p.add_argument("--hops", type=int, default=1, help="raw pykka chain baseline: actor hops")
     p.add_argument("--no-baselines", action="store_true", help="skip the same-run baselines")
+    p.add_argument("--pairs", type=int, default=3,
+                   help="steady: alternating (raw echo, node) phase pairs whose adjacent "
+                        "ratios are reported as min/median/max (0 = none; default 3)")
+    p.add_argument("--pair-seconds", type=float, default=3.0,
+                   help="steady: seconds of each alternating phase (default 3)")
+    p.add_argument("--model-latency", type=float, default=0.2,
+                   help="config-model: seconds the fake model takes per completion")
     p.add_argument("--no-half-peak", action="store_true",
                    help="steady: skip the paced phase at 50 %% of the peak rate")
     p.add_argument("--normal-priority-clients", action="store_true",
@@ -94,7 +101,8 @@ def config_from(args: argparse.Namespace) -> LoadConfig:
         payload=args.payload, timeout=args.timeout, crash_fraction=args.crash_fraction,
         crash_every=max(1, args.crash_every), strategies=strategies,
         deploy_window=args.deploy_window, hops=args.hops, baselines=not args.no_baselines,
-        half_peak=not args.no_half_peak, quiet=args.quiet,
+        half_peak=not args.no_half_peak, quiet=args.quiet, pairs=max(0, args.pairs),
+        pair_seconds=args.pair_seconds, model_latency=args.model_latency,
         polite_clients=not args.normal_priority_clients)
 
 

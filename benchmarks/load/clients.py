@@ -54,6 +54,8 @@ class ClientSpec:
         crash_every: Every k-th message to a crash agent carries ``crash`` (1 = every one).
         rate: Target messages/s of this client (``0`` = as fast as the window allows).
         conversation: Send a conversation id per client (pins it during rollouts).
+        conversations: Spread requests over this many conversation ids per client
+            (request ``seq`` uses ``seq % conversations``; 0 = as ``conversation``).
         max_samples: Latency samples kept for percentiles and plots.
         drain_grace: Seconds beyond ``timeout`` to wait for the last replies.
         hard_cap_s: Absolute bound on the client's life (sending plus drain).
@@ -73,6 +75,7 @@ class ClientSpec:
     crash_every: int = 1
     rate: float = 0.0
     conversation: bool = False
+    conversations: int = 0
     max_samples: int = 200_000
     drain_grace: float = 5.0
     hard_cap_s: float = 3600.0
@@ -163,6 +166,7 @@ def run_client(spec: ClientSpec, t0: float, progress: Any = None) -> dict[str, A
     crash_set = set(spec.crash_agents)
     crash_count: dict[str, int] = {}
     conv = f"load-{spec.index}-{os.getpid()}" if spec.conversation else None
+    conv_base = f"load-{spec.index}-{os.getpid()}"
     base = {"v": 1, "op": "message.send"}
     n_agents = len(spec.agents)
 
@@ -204,8 +208,11 @@ def run_client(spec: ClientSpec, t0: float, progress: Any = None) -> dict[str, A
         if msg.get("ok"):
             result = msg.get("result") or {}
             got = result.get("content") if isinstance(result, dict) else None
-            good = got == content if spec.exact_echo else (
-                isinstance(got, str) and content in got)
+            if spec.exact_echo:
+                good = got == content
+            else:  # a config agent replies with a map whose "reply" holds (or is) the echo
+                text = got.get("reply") if isinstance(got, dict) else got
+                good = isinstance(text, str) and content in text
             if good:
                 replied += 1
                 counts[1] += 1
@@ -272,7 +279,9 @@ def run_client(spec: ClientSpec, t0: float, progress: Any = None) -> dict[str, A
                     req["id"] = seq
                     args: dict[str, Any] = {"agent": agent, "content": content,
                                             "timeout": spec.timeout}
-                    if conv is not None:
+                    if spec.conversations > 0:
+                        args["conversation_id"] = f"{conv_base}-{seq % spec.conversations}"
+                    elif conv is not None:
                         args["conversation_id"] = conv
                     req["args"] = args
                     frame = msgpack.packb(req, use_bin_type=True)

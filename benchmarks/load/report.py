@@ -82,6 +82,23 @@ def comparisons(result: ScenarioResult, baselines: dict[str, Any] | None) -> lis
             rows.append({"figure": f"end-to-end latency {q} (µs)", "value": lat.get(q),
                          "baseline": rlat.get(q), "baseline_name": "raw pyzmq echo",
                          "ratio": _ratio(lat.get(q), rlat.get(q)), "target": ""})
+    paired = result.figures.get("paired")
+    if paired:
+        rows.append({"figure": "paired throughput ratio (min/median/max)",
+                     "value": paired["ratio_median"], "baseline": None,
+                     "baseline_name": f"{paired['baseline_name']}, alternating",
+                     "ratio": f"{paired['ratio_min']:.3f}-{paired['ratio_max']:.3f}",
+                     "target": f"{len(paired['pairs'])} adjacent pairs"})
+    model = result.figures.get("model")
+    if model:
+        rows.append({"figure": "config-model rate (msg/s)", "value": load.get("rate_per_s"),
+                     "baseline": model["ideal_rate_per_s"],
+                     "baseline_name": "ideal (in-flight / latency)",
+                     "ratio": model["achieved_over_ideal"], "target": ">= 0.8x ideal"})
+        if "node_cpu_us_per_msg" in result.figures:
+            rows.append({"figure": "node CPU per message (µs)",
+                         "value": result.figures["node_cpu_us_per_msg"], "baseline": None,
+                         "baseline_name": "", "ratio": None, "target": ""})
     half = result.figures.get("half_peak")
     if half:
         rows.append({"figure": "rate at 50 % of peak (msg/s)", "value": half.get("rate_per_s"),

@@ -20,12 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.load.clients import ClientSpec, Totals, percentile, run_clients
+from benchmarks.load.paired import paired_ratios
 from caxton.control.client import ControlClient, NodeUnreachable
 from caxton.errors import CaxtonError
 
 AGENTS_DIR = Path(__file__).resolve().parents[2] / "agents"
 TESTING_DIR = AGENTS_DIR / "testing"
-SCENARIOS = ("steady", "reload", "canary-rollback", "crash-storm", "scale")
+SCENARIOS = ("steady", "reload", "canary-rollback", "crash-storm", "scale", "config-model")
 ALL_RELOAD_STRATEGIES = ("immediate", "blue-green", "canary", "gradual", "traffic-splitting",
                          "graceful", "parallel")
 
@@ -62,6 +63,12 @@ class LoadConfig:
     node_pid: int | None = None
     prefix: str = ""
     hard_cap_s: float = 1800.0
+    # steady: alternating (raw echo, node) phases of pair_seconds each; the ratio of each
+    # adjacent pair is reported (min/median/max), robust to a machine whose speed drifts
+    pairs: int = 3
+    pair_seconds: float = 3.0
+    # config-model: the fake model's latency per completion, in seconds
+    model_latency: float = 0.2
 
 
 @dataclass
@@ -278,7 +285,8 @@ def control_probe(endpoint: str, stop: threading.Event, samples: list[float],
 def specs_for(cfg: LoadConfig, endpoint: str, agents: list[str], *, exact_echo: bool,
               crash_agents: list[str] | None = None, rate: float = 0.0,
               duration: float | None = None, messages: int | None = None,
-              conversation: bool = False, split_agents: bool = False) -> list[ClientSpec]:
+              conversation: bool = False, split_agents: bool = False,
+              conversations: int = 0) -> list[ClientSpec]:
     """One :class:`ClientSpec` per client for a load phase."""
     specs = []
     per_client = (cfg.messages if messages is None else messages)
@@ -295,7 +303,8 @@ def specs_for(cfg: LoadConfig, endpoint: str, agents: list[str], *, exact_echo: 
             duration=cfg.duration if duration is None else duration, messages=n,
             timeout=cfg.timeout, payload=cfg.payload, crash_agents=list(crash_agents or []),
             crash_every=cfg.crash_every, rate=rate / cfg.clients if rate else 0.0,
-            conversation=conversation, exact_echo=exact_echo, hard_cap_s=cfg.hard_cap_s,
+            conversation=conversation, conversations=conversations, exact_echo=exact_echo,
+            hard_cap_s=cfg.hard_cap_s,
             polite=cfg.polite_clients))
     return specs
 
@@ -413,8 +422,35 @@ def steady(cfg: LoadConfig, endpoint: str, progress: Any = None) -> ScenarioResu
                              "message.send (needed: the control server's "
                              "LatencyRecorder.snapshot() in node.status, e.g. "
                              "result['latency']); node-side routing latency not reported")
+    if cfg.pairs > 0:
+        res.figures["paired"] = paired_phases(cfg, endpoint, names, kind, progress)
+        res.checks.update({f"paired {k}": v for k, v in
+                           res.figures["paired"].pop("checks").items()})
     res.timeline = act.timeline
     return res
+
+
+def paired_phases(cfg: LoadConfig, endpoint: str, names: list[str], kind: AgentKind,
+                  progress: Any = None) -> dict[str, Any]:
+    """Alternate raw-echo and node phases of ``cfg.pair_seconds`` (see ``paired``)."""
+    from benchmarks.load.baselines import raw_zmq_server
+
+    checks: dict[str, bool] = {}
+
+    def phase(target: str, agents: list[str], exact: bool) -> float:
+        specs = specs_for(cfg, target, agents, exact_echo=exact, duration=cfg.pair_seconds,
+                          messages=0)
+        totals = run_clients(specs, on_progress=progress)
+        for k, v in accounting_checks(totals).items():
+            checks[k] = checks.get(k, True) and v
+        return totals.rate
+
+    with raw_zmq_server() as srv:
+        out = paired_ratios(lambda: phase(srv.endpoint, ["raw"], True),
+                            lambda: phase(endpoint, names, kind.exact_echo), cfg.pairs)
+    out["baseline_name"] = "raw pyzmq echo"
+    out["checks"] = checks
+    return out
 
 
 def reload(cfg: LoadConfig, endpoint: str, progress: Any = None) -> ScenarioResult:
@@ -696,10 +732,18 @@ def scale(cfg: LoadConfig, endpoint: str, progress: Any = None) -> ScenarioResul
     return res
 
 
+def config_model(cfg: LoadConfig, endpoint: str, progress: Any = None) -> ScenarioResult:
+    """N config agents x C conversations on a fake model of a set latency (``config_model``)."""
+    from benchmarks.load.config_model import run
+
+    return run(cfg, endpoint, progress)
+
+
 RUNNERS: dict[str, Callable[[LoadConfig, str, Any], ScenarioResult]] = {
     "steady": steady,
     "reload": reload,
     "canary-rollback": canary_rollback,
     "crash-storm": crash_storm,
     "scale": scale,
+    "config-model": config_model,
 }

@@ -455,6 +455,19 @@ class MessageSendArgs(_Strict):
                                         "version during rollouts.")
     sender: str = Field("cli", description="Who sends it.")
     timeout: float = Field(30.0, gt=0, le=3600, description="Seconds to wait for the reply.")
+    end_conversation: bool = Field(False, description="End the conversation once this "
+                                   "message is answered (frees its slot and history).")
+
+
+class ConversationsListArgs(AgentNameArgs):
+    """Arguments of ``conversations.list``."""
+
+
+class ConversationsEndArgs(AgentNameArgs):
+    """Arguments of ``conversations.end``."""
+
+    conversation_id: str = Field(min_length=1, max_length=256,
+                                 description="The conversation to end.")
 
 
 class NodeStatusArgs(_Strict):
@@ -566,6 +579,35 @@ class ReloadStatusResult(_Open):
     name: str
     current: OperationStatus | None = None
     history: list[OperationStatus] = Field(default_factory=list)
+
+
+class ConversationInfo(_Open):
+    """One open conversation of a config agent."""
+
+    id: str
+    messages: int = Field(description="Messages it has had.")
+    history: int = Field(description="Turns kept for the model.")
+    in_flight: int = Field(description="Its messages being processed now (0 or 1; others "
+                           "wait in order).")
+    age_s: float
+    idle_s: float
+    expires_in_s: float | None = Field(None, description="Seconds until it idles out "
+                                       "(none while a message is in flight).")
+
+
+class ConversationsResult(_Open):
+    """Result of ``conversations.list``."""
+
+    name: str
+    conversations: list[ConversationInfo] = Field(default_factory=list)
+
+
+class ConversationEndResult(_Open):
+    """Result of ``conversations.end``."""
+
+    name: str
+    conversation_id: str
+    ended: bool = Field(description="Whether it was open (or pinned to a version).")
 
 
 class MessageSendResult(_Open):
@@ -690,6 +732,12 @@ _SPECS = [
     OpSpec("message.send", MessageSendArgs, MessageSendResult,
            "Send a message to an agent and wait for its reply.",
            "caxton message send AGENT CONTENT"),
+    OpSpec("conversations.list", ConversationsListArgs, ConversationsResult,
+           "The open conversations of a config agent, oldest first.",
+           "caxton conversations list AGENT"),
+    OpSpec("conversations.end", ConversationsEndArgs, ConversationEndResult,
+           "End one conversation: frees its slot and history, drops its version pin.",
+           "caxton conversations end AGENT ID"),
     OpSpec("node.status", NodeStatusArgs, NodeStatusResult,
            "The node's version, endpoints, uptime and agent count.", "caxton node status"),
     OpSpec("node.shutdown", NodeShutdownArgs, ShutdownResult,

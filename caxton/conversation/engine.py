@@ -169,14 +169,12 @@ def _remember(memory: MemoryHandle, agent: str, conversation_id: str | None, req
     if calls:
         note += " | tools: " + ", ".join(
             f"{c.name}({'ok' if c.ok else 'error'})" for c in calls)
+    # written behind: the message never waits on the disk
     if conversation_id is None:
-        memory.observe(agent_entity, note, entity_type="agent")
-        return
-    conv = f"conversation:{conversation_id}"
-    memory.observe(conv, note, entity_type="conversation")
-    if memory.get_entity(agent_entity) is None:
-        memory.add_entity(agent_entity, "agent")
-    memory.relate(conv, agent_entity, "handled_by")
+        memory.note(agent_entity, note, entity_type="agent")
+    else:
+        memory.note(f"conversation:{conversation_id}", note, entity_type="conversation",
+                    relate_to=(agent_entity, "agent", "handled_by"))
 
 
 def message_steps(
@@ -262,10 +260,10 @@ def message_steps(
         except _TIMED_OUT:
             raise deadline.error("rendering the prompt") from None
 
-    messages: list[dict[str, Any]] = []
+    messages: list[ChatMessage] = []
     if system_prompt:
         messages.append({"role": "system", "content": system_prompt})
-    messages.extend(dict(m) for m in history)
+    messages.extend(history)  # shared turns, never mutated (see ConversationTracker.history)
     first_new = len(messages)
     messages.append({"role": "user", "content": user_prompt})
     offered = tools.tools()
@@ -278,7 +276,8 @@ def message_steps(
         stage = f"waiting for model call {rounds}"
         left = deadline.check(f"before model call {rounds}")
         try:
-            response = yield Complete(provider, list(messages),
+            # no copy: the steps are suspended (so ``messages`` is unchanged) until it answers
+            response = yield Complete(provider, messages,
                                       offered if may_call_tools else (), left)
         except (Timeout, *_TIMED_OUT) as exc:
             raise deadline.error(stage) from exc

@@ -94,7 +94,7 @@ class ConversationReply:
     rounds: int = 0
     direct: bool = False
     tool_result: Any = None
-    new_messages: tuple[dict[str, Any], ...] = ()
+    new_messages: tuple[Mapping[str, Any], ...] = ()
     memory_error: str | None = None
     duration_ms: float = 0.0
     memory_context: str | None = None

@@ -46,6 +46,9 @@ class ConversationTracker:
         idle_timeout: Seconds after which an idle conversation is closed.
         max_history_messages: History kept per conversation (trimmed at a user turn).
         clock: Monotonic clock (injectable for tests).
+        on_close: Called with the id of each conversation that idles out (outside the
+            tracker's lock) — the manager drops its version pin there, so a gradual reload
+            waits on exactly the open conversations.
 
     Raises:
         InvalidArgument: ``max_conversations`` < 1 or ``idle_timeout`` <= 0.
@@ -53,7 +56,8 @@ class ConversationTracker:
 
     def __init__(self, max_conversations: int, *, agent: str = "",
                  idle_timeout: float = DEFAULT_IDLE_TIMEOUT, max_history_messages: int = 50,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 on_close: Callable[[str], Any] | None = None) -> None:
         if max_conversations < 1:
             raise InvalidArgument(f"max_conversations must be at least 1, got {max_conversations}")
         if not idle_timeout > 0:
@@ -65,6 +69,8 @@ class ConversationTracker:
         self._clock = clock
         self._lock = threading.Lock()
         self._open: dict[str, _Conversation] = {}
+        self._on_close = on_close
+        self._closed: list[str] = []  # idled out under the lock, reported after it
 
     def configure(self, *, max_conversations: int, idle_timeout: float) -> None:
         """Apply a reloaded file's limits (open conversations stay open)."""
@@ -76,19 +82,42 @@ class ConversationTracker:
         for cid in [c for c, conv in self._open.items()
                     if conv.active == 0 and now - conv.last_used > self.idle_timeout]:
             del self._open[cid]
+            self._closed.append(cid)
             _log.info("conversation.expired", agent=self.agent, conversation_id=cid)
+
+    def _report_closed(self) -> None:
+        if not self._closed or self._on_close is None:
+            return
+        with self._lock:
+            closed, self._closed = self._closed, []
+        for cid in closed:
+            try:
+                self._on_close(cid)
+            except Exception as exc:  # a callback must not break admission
+                _log.warning("conversation.on_close_failed", agent=self.agent, error=repr(exc))
+
+    def expire(self) -> None:
+        """Close the conversations idle longer than ``idle_timeout`` (the housekeeper calls
+        it; admission and listing also expire lazily)."""
+        with self._lock:
+            self._expire(self._clock())
+        self._report_closed()
 
     def open_count(self) -> int:
         """Return how many conversations are open."""
         with self._lock:
             self._expire(self._clock())
-            return len(self._open)
+            n = len(self._open)
+        self._report_closed()
+        return n
 
     def ids(self) -> list[str]:
         """Return the ids of the open conversations."""
         with self._lock:
             self._expire(self._clock())
-            return list(self._open)
+            ids = list(self._open)
+        self._report_closed()
+        return ids
 
     def describe(self) -> list[dict[str, Any]]:
         """Describe every open conversation, oldest first.
@@ -97,9 +126,9 @@ class ConversationTracker:
             Maps with ``id``, ``messages``, ``history`` (turns kept), ``in_flight``,
             ``age_s``, ``idle_s`` and ``expires_in_s``.
         """
+        self.expire()
         with self._lock:
             now = self._clock()
-            self._expire(now)
             return [{"id": cid, "messages": c.messages, "history": len(c.history),
                      "in_flight": c.active, "age_s": round(now - c.opened, 3),
                      "idle_s": round(now - c.last_used, 3),
@@ -135,6 +164,7 @@ class ConversationTracker:
             conv.active += 1
             conv.messages += 1
             conv.last_used = now
+        self._report_closed()
 
     def release(self, conversation_id: str) -> None:
         """Drop the hold :meth:`open` took (the message finished, either way)."""
@@ -144,11 +174,16 @@ class ConversationTracker:
                 conv.active = max(0, conv.active - 1)
                 conv.last_used = self._clock()
 
-    def history(self, conversation_id: str | None) -> list[dict[str, Any]]:
-        """Return a copy of a conversation's history (``[]`` if unknown or ``None``)."""
+    def history(self, conversation_id: str | None) -> tuple[dict[str, Any], ...]:
+        """Return a conversation's history (``()`` if unknown or ``None``).
+
+        The turns are shared, not copied (a message's whole history is sent to the model on
+        every turn, so copying it cost more than the rest of the message): they are stored
+        once by :meth:`append` and never changed afterwards; callers must not mutate them.
+        """
         with self._lock:
             conv = self._open.get(conversation_id) if conversation_id is not None else None
-            return [dict(m) for m in conv.history] if conv else []
+            return tuple(conv.history) if conv else ()
 
     def append(self, conversation_id: str | None, messages: Sequence[Mapping[str, Any]]) -> None:
         """Append turns to a conversation's history (no-op for one-shot messages).

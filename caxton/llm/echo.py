@@ -24,6 +24,7 @@ from collections.abc import Sequence
 
 from caxton.llm.types import ChatMessage, LLMResponse, ToolCall, ToolSchema
 
+_DECODER = json.JSONDecoder()
 _MARKER = re.compile(r"\[\[tool:(?P<name>[A-Za-z0-9_\-]+)\s*")
 
 
@@ -39,7 +40,7 @@ def parse_tool_markers(text: str) -> list[ToolCall]:
     """
     calls: list[ToolCall] = []
     pos = 0
-    decoder = json.JSONDecoder()
+    decoder = _DECODER
     while (m := _MARKER.search(text, pos)) is not None:
         name, rest = m.group("name"), m.end()
         call_id = f"echo_{len(calls) + 1}"

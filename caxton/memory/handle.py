@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -77,6 +78,8 @@ class MemoryHandle:
         self.agent = agent
         self.workspace = workspace
         self.max_entities = max_entities
+        self._pending_new: set[str] = set()  # entities a queued note will create
+        self._pending_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"MemoryHandle(agent={self.agent!r}, {self.key.describe()})"
@@ -244,6 +247,65 @@ class MemoryHandle:
                     "ORDER BY id DESC LIMIT 1 OFFSET ?)",
                     (eid, eid, self.max_observations))
 
+    def note(self, entity: str, text: str, *, entity_type: str = "thing",
+             relate_to: tuple[str, str, str] | None = None) -> None:
+        """Take a note written behind (see :meth:`MemoryStore.defer`): an observation of
+        ``entity`` and, optionally, a relation ``entity -> target`` (``(target, target_type,
+        relation_type)``), creating the entities as needed. It never waits on the disk.
+
+        Args:
+            entity: Entity name.
+            text: The observation.
+            entity_type: Type used if the entity has to be created.
+            relate_to: ``(target, target_type, relation_type)`` to relate it to, or None.
+
+        Raises:
+            MemoryEntityLimit: It needs new entities and the partition is full (checked now,
+                counting the entities queued notes will create).
+            InvalidArgument: Empty or over-long name or text.
+        """
+        self._check_name(entity)
+        self._check_text(text)
+        names = [(entity, entity_type)] + ([relate_to[:2]] if relate_to else [])
+        with self._pending_lock:
+            with self._store.read() as conn:
+                new = [n for n, _ in names
+                       if n not in self._pending_new and self._entity_id(conn, n) is None]
+                if new and self.max_entities is not None:
+                    current = self._count(conn) + len(self._pending_new)
+                    if current + len(new) > self.max_entities:
+                        raise self._limit_error(len(new), current)
+            self._pending_new.update(new)
+
+        def write(conn: sqlite3.Connection) -> None:
+            try:
+                eid = self._ensure_entity(conn, entity, entity_type)
+                conn.execute("INSERT INTO observations(entity_id, text, created) "
+                             "VALUES (?,?,?)", (eid, text, time.time()))
+                self._prune(conn, eid)
+                if relate_to is not None:
+                    tid = self._ensure_entity(conn, relate_to[0], relate_to[1])
+                    conn.execute("INSERT OR IGNORE INTO relations(source_id, target_id, type) "
+                                 "VALUES (?,?,?)", (eid, tid, relate_to[2]))
+            finally:
+                with self._pending_lock:
+                    self._pending_new.difference_update(new)
+
+        if not self._store.defer(write, f"note of agent {self.agent!r} on {entity!r}"):
+            with self._pending_lock:
+                self._pending_new.difference_update(new)
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until the notes taken so far are written (see :meth:`MemoryStore.flush`)."""
+        return self._store.flush(timeout)
+
+    def _prune(self, conn: sqlite3.Connection, eid: int) -> None:
+        conn.execute(
+            "DELETE FROM observations WHERE entity_id = ? AND id <= ("
+            "SELECT id FROM observations WHERE entity_id = ? "
+            "ORDER BY id DESC LIMIT 1 OFFSET ?)",
+            (eid, eid, self.max_observations))
+
     def relate(self, source: str, target: str, type: str) -> Relation:
         """Add a directed relation between two existing entities (idempotent).
 
@@ -378,6 +440,7 @@ class MemoryHandle:
         Returns:
             ``{"entities": n, "observations": n, "relations": n}``.
         """
+        self._store.flush(2.0)  # count the notes still being written, too
         k = (self.key.scope, self.key.owner)
         with self._store.read() as conn:
             ents = conn.execute("SELECT COUNT(*) FROM entities WHERE scope=? AND owner=?",

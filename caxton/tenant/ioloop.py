@@ -34,6 +34,7 @@ class IOLoop:
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
+        self._session: Any = None
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -53,6 +54,21 @@ class IOLoop:
                 ready.wait()
                 self._loop = loop
             return self._loop
+
+    def http_session(self) -> Any:
+        """The loop's one ``aiohttp.ClientSession`` (call it on the loop thread).
+
+        Shared by every model call of every agent, so connections to one endpoint are pooled
+        across agents, and closed with the loop (never left for the garbage collector).
+        """
+        session = self._session
+        if session is None or session.closed:
+            import aiohttp
+
+            # trust_env=False: proxy variables must never reroute agent traffic
+            session = self._session = aiohttp.ClientSession(
+                trust_env=False, connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300))
+        return session
 
     def in_loop_thread(self) -> bool:
         """Whether the caller is the loop's own thread."""
@@ -111,6 +127,9 @@ class IOLoop:
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            if self._session is not None:
+                await self._session.close()
+                self._session = None
 
         try:
             asyncio.run_coroutine_threadsafe(drain(), loop).result(5)
@@ -131,7 +150,10 @@ def default_ioloop() -> IOLoop:
     global _default
     with _default_lock:
         if _default is None:
+            import atexit
+
             _default = IOLoop()
+            atexit.register(_default.close)
         return _default
 
 

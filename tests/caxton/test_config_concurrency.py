@@ -152,3 +152,42 @@ def test_thousands_of_config_agents_add_no_threads(manager: AgentLifecycleManage
     after = threading.active_count()
     # pooled actors: the dispatcher may grow a few workers, never one per agent
     assert after - before < 32, f"{after - before} threads for 2,000 config agents"
+
+
+def test_an_idle_config_agent_stays_small_after_a_thousand_messages(
+        manager: AgentLifecycleManager) -> None:
+    import gc
+    import tracemalloc
+
+    manager.deploy_config_agent(md("Warm", system="{{ memory_context }}"))
+    for i in range(50):  # warm every code path and cache first
+        manager.send("Warm", f"w{i}")
+        manager.send("Warm", f"w{i}", conversation_id="wc")
+    manager.memory_store.flush()
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.take_snapshot()
+        manager.deploy_config_agent(md("Small", system="{{ memory_context }}"))
+        for i in range(500):
+            assert manager.send("Small", f"m{i}").content["reply"] == f"m{i}"
+        for i in range(500):
+            manager.send("Small", f"c{i}", conversation_id=f"conv{i % 5}")
+        open_history = sum(c["history"] for c in manager.conversations("Small"))
+        assert open_history == 5 * 50  # history is capped per conversation
+        for k in range(5):  # idle: its conversations ended
+            assert manager.end_conversation("Small", f"conv{k}")
+        manager.memory_store.flush()
+        gc.collect()
+        after = tracemalloc.take_snapshot()
+    finally:
+        tracemalloc.stop()
+    # what the runtime's own code allocated (other tests' leftover threads, the logging
+    # library's caches and the interpreter are not the agent)
+    mine = [tracemalloc.Filter(True, f"*{pkg}/*") for pkg in ("caxton", "supervisors",
+                                                               "pykka", "jinja2")]
+    diff = after.filter_traces(mine).compare_to(before.filter_traces(mine), "lineno")
+    grown = sum(s.size_diff for s in diff)
+    top = "; ".join(f"{s.traceback[0]}: {s.size_diff // 1024} KiB" for s in diff[:5])
+    # the deployed agent after 1,000 messages, beside its memory store (SQLite, on disk)
+    assert grown < 100 * 1024, f"the agent holds {grown / 1024:.0f} KiB: {top}"

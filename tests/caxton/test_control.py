@@ -94,7 +94,7 @@ def test_every_op_has_models_and_the_cli_verbs_are_covered() -> None:
         "agents.status", "agents.list", "agents.validate", "agents.logs", "agents.rollback",
         "agents.ab_test", "agents.promote", "agents.abort", "agents.recover", "agents.disable",
         "agents.monitor", "agents.reload_status", "message.send", "node.status",
-        "node.shutdown", "operations.get",
+        "node.shutdown", "operations.get", "conversations.list", "conversations.end",
     }
     assert set(protocol.OPS) == expected
     for spec in protocol.OPS.values():

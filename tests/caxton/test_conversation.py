@@ -81,6 +81,7 @@ def test_echo_pipeline_shows_prompt_and_stores_memory(memory: MemoryHandle,
     assert reply.content == prompt and "paid on 3 May" in reply.content
     assert reply.rounds == 1 and reply.tool_calls == () and reply.memory_error is None
     assert [m["role"] for m in reply.new_messages] == ["user", "assistant"]
+    assert memory.flush()  # notes are written behind the reply
     agent_entity = memory.get_entity("agent:Bot")
     assert agent_entity is not None
     assert "request: invoice-7 status" in agent_entity.observations[-1].text
@@ -100,6 +101,7 @@ def test_echo_markers_run_tools_offline(memory: MemoryHandle, release: threading
     assert reply.rounds == 2
     assert "Tool results:\n- csv_parser:" in reply.content
     assert "TOOL_NOT_DECLARED" in reply.content  # the model saw the refusal as a result
+    assert memory.flush()  # notes are written behind the reply
     assert [r.type for r in memory.relations("conversation:c-1")] == ["handled_by"]
 
 

@@ -19,7 +19,7 @@ from benchmarks.load import scenarios as sc
 from benchmarks.load.node import REPO_ROOT, NodeProcess
 
 SMALL = {"agents": 3, "clients": 2, "window": 8, "duration": 1.5, "timeout": 5.0,
-         "baselines": False}
+         "baselines": False, "pairs": 1, "pair_seconds": 0.5}
 
 
 @pytest.mark.parametrize("scenario", ["steady", "reload", "canary-rollback", "crash-storm",
@@ -52,7 +52,8 @@ def test_harness_command_line(tmp_path: Path) -> None:
     out = tmp_path / "out"
     proc = subprocess.run(
         [sys.executable, "-m", "benchmarks.load", "--scenario", "steady", "--agents", "2",
-         "--clients", "2", "--window", "4", "--duration", "1", "--quiet", "--out", str(out)],
+         "--clients", "2", "--window", "4", "--duration", "1", "--quiet", "--out", str(out),
+         "--pairs", "2", "--pair-seconds", "0.5"],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "figures beside their same-run baselines" in proc.stdout
@@ -64,13 +65,18 @@ def test_harness_command_line(tmp_path: Path) -> None:
     assert report["baselines"]["raw_pykka"]["rate_per_s"] > 0
     names = {row["figure"] for row in report["comparisons"]}
     assert "throughput (msg/s)" in names
+    paired = report["figures"]["paired"]  # alternating raw/node phases, ratio per pair
+    assert len(paired["pairs"]) == 2
+    assert paired["ratio_min"] <= paired["ratio_median"] <= paired["ratio_max"]
+    assert all(p["ratio"] > 0 for p in paired["pairs"])
+    assert "paired throughput ratio (min/median/max)" in names
     assert (out / "steady-latency-time.png").stat().st_size > 0
     assert (out / "steady-latency-hist.png").stat().st_size > 0
 
 
 def test_bounded_by_message_count(shared_node: NodeProcess) -> None:
     cfg = sc.LoadConfig(agents=2, clients=2, window=4, duration=0, messages=300,
-                        half_peak=False, baselines=False, prefix="count-")
+                        half_peak=False, baselines=False, prefix="count-", pairs=0)
     result = sc.steady(cfg, shared_node.control)
     assert result.load is not None
     assert result.ok, result.checks
@@ -112,3 +118,26 @@ def test_a_client_process_applies_its_policy_before_it_sends(
     out = clients.run_client(spec, 0.0)  # nobody listens there: it gives up quickly
     assert out["replied"] == 0
     assert calls == ([True] if polite else [])
+
+
+def test_config_echo_replies_are_checked_exactly(shared_node: NodeProcess) -> None:
+    """``--kind config-echo``: a config agent's reply map counts as right, none as wrong."""
+    cfg = sc.LoadConfig(kind="config-echo", prefix="cfg-", half_peak=False,
+                        **{**SMALL, "pairs": 0})  # type: ignore[arg-type]
+    result = sc.steady(cfg, shared_node.control)
+    assert result.load is not None
+    assert result.load.wrong == 0 and result.load.replied > 0, result.load.summary()
+    assert result.ok, result.checks
+
+
+def test_config_model_scenario_reports_rate_beside_the_ideal(shared_node: NodeProcess) -> None:
+    cfg = sc.LoadConfig(scenario="config-model", agents=4, clients=2, window=20, duration=2.0,
+                        timeout=20.0, baselines=False, model_latency=0.1, prefix="cm-",
+                        node_pid=shared_node.pid)
+    result = sc.RUNNERS["config-model"](cfg, shared_node.control, None)
+    assert result.load is not None and result.load.replied > 0
+    assert result.load.wrong == 0 and result.load.lost == 0 and not result.load.errors
+    model = result.figures["model"]
+    assert model["ideal_rate_per_s"] == 400.0 and model["in_flight"] == 40
+    assert model["server"]["max_in_flight"] > 1  # conversations waited on the model at once
+    assert result.figures["node_cpu_us_per_msg"] > 0
