@@ -9,7 +9,10 @@ Four figures, each beside a baseline from the same run, each repeated (min / med
    echo, WASM, config ...) — the ratio of each adjacent pair.
 3. **hostile tenant**: 10 healthy config echo agents at a fixed pace; their p99 with nobody
    else (quiet) vs while other agents render nested template loops, run a catastrophic
-   regex and time out on a large CSV; ``node.status`` probed every 20 ms throughout.
+   regex and time out on a large CSV (each attacker keeps one request in flight and, when
+   refused, retries after 100 ms); ``node.status`` probed every 20 ms throughout. The
+   report also gives the p99 with two plain ``SCHED_IDLE`` spinner processes instead of the
+   attackers: the floor that any computing tenant costs on this machine.
 4. **threads**: the node's thread count empty and with N config agents (``--agents``).
 
 Run::
@@ -63,7 +66,7 @@ def _threads(pid: int | None) -> int:
 def model_bound(repeats: int, seconds: float) -> dict[str, Any]:
     """Figure 1."""
     cfg = LoadConfig(agents=20, clients=2, window=100, duration=seconds, timeout=60.0)
-    runs = []
+    runs: list[dict[str, Any]] = []
     with ModelProcess(0.2) as model, NodeProcess() as node:
         kind = AgentKind("config-model", ".md", agent_text(model.base_url), False)
         names = [f"m{i}" for i in range(cfg.agents)]
@@ -87,7 +90,7 @@ def model_bound(repeats: int, seconds: float) -> dict[str, Any]:
 def echo_ratio(pairs: int, seconds: float) -> dict[str, Any]:
     """Figure 2."""
     cfg = LoadConfig(agents=10, clients=2, window=16, duration=seconds)
-    rows = []
+    rows: list[dict[str, Any]] = []
     with NodeProcess() as node:
         wasm = AgentKind("wasm-echo", ".wat", ECHO_WAT, True)
         conf = AgentKind("config-echo", ".md", ECHO_MD, False)
@@ -104,13 +107,14 @@ def echo_ratio(pairs: int, seconds: float) -> dict[str, Any]:
 
 
 HOSTILE_MD = {
-    "loops": ("{% for a in range(99999) %}{% for b in range(99999) %}{% endfor %}{% endfor %}",
-              "[]", "  response_timeout: 1s\n"),
+    # loops over the message: validation cannot refuse them, only a killed worker stops them
+    "loops": ("{% for a in request %}{% for b in request %}{% for c in request %}{% endfor %}"
+              "{% endfor %}{% endfor %}", "[]", "  response_timeout: 1s\n"),
     "regex": ("{{ request }}", "[json_validator]", "  tool_call_timeout: 1s\n"),
     "csv": ("{{ request }}", "[csv_parser]", "  tool_call_timeout: 0.05s\n"),
 }
 EVIL = {
-    "loops": "x",
+    "loops": "x" * 3000,
     "regex": {"tool": "json_validator", "arguments": {
         "schema": {"type": "string", "pattern": "^(a+)+$"}, "document": "a" * 64 + "!"}},
     "csv": {"tool": "csv_parser", "arguments": {
@@ -119,7 +123,7 @@ EVIL = {
 
 
 def _hostile_md(name: str, template: str, tools: str, limits: str) -> str:
-    return (f"---\nname: {name}\ncapabilities: [x]\ntools: {tools}\nresource_limits:\n"
+    return (f"---\nname: {name}\ncapabilities: [echo]\ntools: {tools}\nresource_limits:\n"
             f"{limits}llm: {{provider: echo}}\nuser_prompt_template: {json.dumps(template)}\n"
             "---\nhostile\n")
 
@@ -129,7 +133,7 @@ def hostile(repeats: int, seconds: float) -> dict[str, Any]:
     from caxton.control.client import ControlClient
 
     cfg = LoadConfig(agents=10, clients=1, window=4, duration=seconds)
-    runs = []
+    runs: list[dict[str, Any]] = []
     with NodeProcess() as node:
         conf = AgentKind("config-echo", ".md", ECHO_MD, False)
         names = [f"h{i}" for i in range(10)]
@@ -157,6 +161,10 @@ def hostile(repeats: int, seconds: float) -> dict[str, Any]:
                             except Exception as exc:
                                 code = str(getattr(exc, "code", type(exc).__name__))
                             hostile_codes[code] = hostile_codes.get(code, 0) + 1
+                            if code in ("CIRCUIT_OPEN", "AGENT_UNAVAILABLE"):
+                                # a refused client retries after a pause; a tight loop of
+                                # 2.5 MB frames would measure control-port flooding instead
+                                stop.wait(0.1)
                 threads += [threading.Thread(target=attack, args=(k,)) for k in HOSTILE_MD]
             for t in threads:
                 t.start()
@@ -169,15 +177,32 @@ def hostile(repeats: int, seconds: float) -> dict[str, Any]:
                     "replied": totals.replied, "errors": dict(totals.errors),
                     "hostile": hostile_codes}, probe
 
+        import subprocess
+        import sys
+
+        def spinners_phase() -> dict[str, Any]:
+            procs = [subprocess.Popen(["chrt", "-i", "0", sys.executable, "-c",
+                                       "while True: pass"]) for _ in range(2)]
+            try:
+                return phase(False)[0]
+            finally:
+                for proc in procs:
+                    proc.kill()
+                    proc.wait(5)
+
         for _ in range(repeats):
             quiet, qprobe = phase(False)
+            floor = spinners_phase()
             loud, lprobe = phase(True)
-            runs.append({"quiet": quiet, "hostile": loud,
+            runs.append({"quiet": quiet, "hostile": loud, "idle_spinners": floor,
                          "p99_ratio": round(loud["p99_us"] / quiet["p99_us"], 3),
-                         "node_status_max_ms": round(max(qprobe + lprobe) * 1000, 1),
+                         "spinner_floor_ratio": round(floor["p99_us"] / quiet["p99_us"], 3),
+                         # the probe records microseconds
+                         "node_status_max_ms": round(max(qprobe + lprobe) / 1000, 1),
                          "node_status_p99_ms": round(
-                             statistics.quantiles(lprobe, n=100)[98] * 1000, 1)})
+                             statistics.quantiles(lprobe, n=100)[98] / 1000, 1)})
     return {"runs": runs, "p99_ratio": _mmm([r["p99_ratio"] for r in runs]),
+            "spinner_floor_ratio": _mmm([r["spinner_floor_ratio"] for r in runs]),
             "node_status_max_ms": _mmm([r["node_status_max_ms"] for r in runs]),
             "target": "p99 ratio <= 2, node.status < 100 ms"}
 
@@ -223,6 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     if "hostile" in only:
         out["hostile"] = hostile(args.repeats, args.seconds)
         print(json.dumps({"hostile_p99_ratio": out["hostile"]["p99_ratio"],
+                          "spinner_floor_ratio": out["hostile"]["spinner_floor_ratio"],
                           "node_status_max_ms": out["hostile"]["node_status_max_ms"]}),
               flush=True)
     if "threads" in only:

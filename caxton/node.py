@@ -274,12 +274,14 @@ class Node:
         config: The validated node configuration.
         hub: The log hub from :func:`caxton.logging.configure_logging` (``None``: logs are
             not buffered per agent and ``agents.logs`` returns nothing).
+        tenant_cpus: CPUs for the tenant worker processes (empty: as inherited).
 
     Raises:
         OSError: The data dir cannot be created.
     """
 
-    def __init__(self, config: NodeConfig, hub: LogHub | None = None) -> None:
+    def __init__(self, config: NodeConfig, hub: LogHub | None = None, *,
+                 tenant_cpus: tuple[int, ...] = ()) -> None:
         from caxton.manager import AgentLifecycleManager
         from caxton.memory import MemoryStore
         from caxton.store import NodeStore
@@ -312,7 +314,7 @@ class Node:
 
         # started on first use: a node of linear templates and no CPU tools forks nothing
         self.tenant = TenantPool(workers=config.tenant.workers,
-                                 memory_limit=int(config.tenant.memory_limit))
+                                 memory_limit=int(config.tenant.memory_limit), cpus=tenant_cpus)
         self.manager = AgentLifecycleManager(
             tenant_pool=self.tenant,
             memory=self.memory,
@@ -1355,8 +1357,13 @@ def main(argv: list[str] | None = None) -> int:
         # a slow actor's long guest call releases the GIL and must not take the CPU of
         # everyone else's Python work: the pool runs those turns on every CPU
         default_dispatcher().set_slow_actor_cpus(free_cpus)
+    # tenant workers: every CPU but the one the node's Python threads share (they would
+    # inherit it through the fork server, and compete with the node for it)
+    tenant_cpus: tuple[int, ...] = ()
+    if free_cpus is not None and gil_cpu is not None:
+        tenant_cpus = tuple(sorted((free_cpus - {gil_cpu}) or free_cpus))
     try:
-        node = Node(config, hub)
+        node = Node(config, hub, tenant_cpus=tenant_cpus)
     except Exception as exc:
         print(f"caxton: cannot open the node's state under {config.data_dir}: {exc}",
               file=sys.stderr)

@@ -17,8 +17,10 @@ It serves many messages at once and never blocks:
 
 The actor runs on the shared dispatcher (no thread of its own), so a node with 10,000 config
 agents has the threads of a node with none. Errors are typed and go back to the caller; they
-never crash the actor, because a bad request is not a bad agent. When the actor stops, every
-message it still holds is answered with ``AGENT_UNAVAILABLE``.
+do not crash the actor, because a bad request is not a bad agent — except that
+:data:`BUDGET_FAILURES_TO_FAIL` messages in a row that ran out of their budget make it fail, so
+that supervision (backoff, circuit breaker) stops an agent that only burns CPU. When the actor
+stops, every message it still holds is answered with ``AGENT_UNAVAILABLE``.
 """
 
 from __future__ import annotations
@@ -58,6 +60,14 @@ _log = structlog.get_logger("caxton.config_agent")
 
 MAX_QUEUED_PER_CONVERSATION = 64
 """Messages of one conversation that may wait behind the one in flight."""
+
+BUDGET_FAILURES_TO_FAIL = 5
+"""Messages in a row that ran out of their budget (``TIMEOUT``, ``TOOL_TIMEOUT``,
+``RESOURCE_EXHAUSTED``) after which the instance fails: its supervisor restarts it with
+backoff and, if it keeps failing, opens its circuit breaker (``CIRCUIT_OPEN`` at once), so an
+agent whose every message burns a worker until it is killed stops taking CPU from the rest."""
+
+_BUDGET_ERRORS = (errors.Timeout, errors.ToolTimeout, errors.ResourceExhausted)
 
 
 @dataclass(frozen=True)
@@ -143,6 +153,8 @@ class ConfigAgentActor(Supervised, PooledActor):
         self._handled = 0
         self._errors = 0
         self._one_shot = 0
+        self._budget_failures = 0  # messages in a row that ran out of their budget
+        self._failing = False
         self._runs: set[_Run] = set()
         # conversation id -> messages waiting behind the one in flight (key present = busy)
         self._waiting: dict[str, collections.deque[tuple[Message, Any]]] = {}
@@ -293,12 +305,17 @@ class ConfigAgentActor(Supervised, PooledActor):
         spec = self.spec
         if error is None:
             self._handled += 1
+            self._budget_failures = 0
             if cid is not None:
                 spec.tracker.append(cid, reply.new_messages)
             run.reply.set(run.message.reply(reply.to_content(), sender=spec.agent))
         else:
             self._errors += 1
             _fail(run.reply, error)
+            if isinstance(error, _BUDGET_ERRORS) and not self._failing:
+                self._budget_failures += 1
+                if self._budget_failures >= BUDGET_FAILURES_TO_FAIL:
+                    self._fail_over_budget(error)
         if cid is None:
             self._one_shot -= 1
             return
@@ -316,6 +333,20 @@ class ConfigAgentActor(Supervised, PooledActor):
         else:
             self._waiting.pop(cid, None)
 
+    def _fail_over_budget(self, last: errors.CaxtonError) -> None:
+        self._failing = True
+        _log.warning("config_agent.failing_over_budget", agent=self.spec.agent,
+                     version=self.spec.version, failures=self._budget_failures,
+                     last_code=str(last.code))
+        self.fail(errors.AgentFailed(
+            f"config agent {self.spec.agent!r} version {self.spec.version!r}: "
+            f"{self._budget_failures} messages in a row ran out of their budget (last: "
+            f"{last.code}: {last.message}); its supervisor restarts it with backoff and opens "
+            "its circuit breaker if this goes on. Fix the agent file (templates, tools, "
+            "limits) and reload it, or roll it back",
+            details=[{"agent": self.spec.agent, "failures": self._budget_failures,
+                      "last_code": str(last.code)}]))
+
     def _drain_queue(self, cid: str, err: errors.CaxtonError) -> None:
         for _, reply in self._waiting.pop(cid, ()):
             _fail(reply, err)
@@ -331,6 +362,7 @@ class ConfigAgentActor(Supervised, PooledActor):
         self._abandon("failed")
 
     def _abandon(self, how: str) -> None:
+        self._failing = True  # answering what it held must not count as new failures
         err = errors.AgentUnavailable(
             f"config agent {self.spec.agent!r} version {self.spec.version!r} {how} while "
             "processing the message; retry")
@@ -357,4 +389,5 @@ class ConfigAgentActor(Supervised, PooledActor):
         }
 
 
-__all__ = ["MAX_QUEUED_PER_CONVERSATION", "ConfigAgentActor", "ConfigInstanceSpec"]
+__all__ = ["BUDGET_FAILURES_TO_FAIL", "MAX_QUEUED_PER_CONVERSATION", "ConfigAgentActor",
+           "ConfigInstanceSpec"]

@@ -46,6 +46,7 @@ import jinja2.sandbox
 from jinja2 import meta, nodes
 from jinja2.compiler import CodeGenerator
 from jinja2.sandbox import SandboxedEnvironment
+from markupsafe import soft_str
 
 from caxton.config_agents.hints import did_you_mean
 from caxton.errors import InvalidArgument, ResourceExhausted, ValidationFailed
@@ -163,7 +164,7 @@ class TemplateProblem:
         line: 1-based line *within the template* (add the template's file line to place it).
         message: What is wrong.
         fix: How to fix it.
-        kind: ``"syntax"`` or ``"undefined_variable"``.
+        kind: ``"syntax"``, ``"undefined_variable"`` or ``"budget"``.
     """
 
     line: int
@@ -177,6 +178,16 @@ class _Compiled:
     template: jinja2.Template | None
     problems: tuple[TemplateProblem, ...]
     linear: bool = False
+    lone: str | None = None  # the template is exactly ``{{ name }}``
+
+
+def _lone_variable(ast: nodes.Template) -> str | None:
+    """``name`` when the template is exactly ``{{ name }}`` (rendered without Jinja2)."""
+    if len(ast.body) == 1 and isinstance(ast.body[0], nodes.Output):
+        (only,) = ast.body[0].nodes if len(ast.body[0].nodes) == 1 else (None,)
+        if isinstance(only, nodes.Name) and only.ctx == "load":
+            return str(only.name)
+    return None
 
 
 def is_linear(ast: nodes.Template) -> bool:
@@ -195,6 +206,89 @@ def is_linear(ast: nodes.Template) -> bool:
         if isinstance(node, nodes.Filter) and node.name not in LINEAR_FILTERS:
             return False
     return True
+
+
+MAX_LOOP_ITERATIONS: Final = 10_000_000
+"""Most iterations nested loops over constant ``range()`` s may take (checked at validation)."""
+
+_WIDTH_FILTERS: Final = frozenset({"center", "indent", "wordwrap", "truncate"})
+_NOT_CONST: Final = object()
+
+
+def _fold(node: nodes.Node) -> Any:
+    """The value of a constant expression, computed under the render budget (``*``, ``**``
+    and ``%`` raise :class:`TemplateBudgetExceeded` *before* allocating); ``_NOT_CONST`` for
+    anything that is not made of literals."""
+    if isinstance(node, nodes.Const):
+        return node.value
+    if isinstance(node, nodes.Neg):
+        v = _fold(node.node)
+        return -v if isinstance(v, (int, float)) else _NOT_CONST
+    if isinstance(node, (nodes.List, nodes.Tuple)):
+        items = [_fold(i) for i in node.items]
+        return _NOT_CONST if any(i is _NOT_CONST for i in items) else items
+    if isinstance(node, (nodes.Mul, nodes.Pow, nodes.Mod)):
+        left, right = _fold(node.left), _fold(node.right)
+        if left is _NOT_CONST or right is _NOT_CONST:
+            return _NOT_CONST
+        try:
+            return _ENV.call_binop(None, node.operator, left, right)
+        except TemplateBudgetExceeded:
+            raise
+        except Exception:
+            return _NOT_CONST
+    return _NOT_CONST
+
+
+def _range_length(node: nodes.Node) -> int | None:
+    """How many items ``range(<literals>)`` yields, or None when it is not that."""
+    if not (isinstance(node, nodes.Call) and isinstance(node.node, nodes.Name)
+            and node.node.name == "range" and not node.kwargs):
+        return None
+    args = [_fold(a) for a in node.args]
+    if not args or not all(isinstance(a, int) for a in args) or len(args) > 3:
+        return None
+    try:
+        return len(range(*args))
+    except (ValueError, OverflowError):
+        return None
+
+
+def _budget_problems(ast: nodes.Template) -> list[TemplateProblem]:
+    """What in a template would run past the render budget whatever the message: constant
+    ``*``/``**``/``%`` results, huge constant filter widths, nested constant loops."""
+    problems: list[TemplateProblem] = []
+    fix = (f"a prompt may be at most {MAX_RENDER_CHARS:,} characters and nested loops may "
+           f"run {MAX_LOOP_ITERATIONS:,} iterations; make the constants smaller")
+    for node in ast.find_all((nodes.Mul, nodes.Pow, nodes.Mod)):
+        try:
+            _fold(node)
+        except TemplateBudgetExceeded as exc:
+            problems.append(TemplateProblem(node.lineno, f"template over budget: {exc}", fix,
+                                            "budget"))
+    for flt in ast.find_all(nodes.Filter):
+        if flt.name in _WIDTH_FILTERS and flt.args:
+            width = _fold(flt.args[0])
+            if isinstance(width, int) and width > MAX_RENDER_CHARS:
+                problems.append(TemplateProblem(
+                    flt.lineno, f"template over budget: '{flt.name}({width})' asks for more "
+                    f"than {MAX_RENDER_CHARS:,} characters", fix, "budget"))
+
+    def loops(node: nodes.Node, product: int) -> None:
+        for child in node.iter_child_nodes():
+            inner = product
+            if isinstance(child, nodes.For):
+                n = _range_length(child.iter)
+                if n is not None:
+                    inner = product * max(n, 1)
+                    if inner > MAX_LOOP_ITERATIONS and product <= MAX_LOOP_ITERATIONS:
+                        problems.append(TemplateProblem(
+                            child.lineno, f"template over budget: nested loops over constant "
+                            f"ranges run {inner:,} iterations", fix, "budget"))
+            loops(child, inner)
+
+    loops(ast, 1)
+    return problems
 
 
 def _first_use(ast: nodes.Template, name: str) -> int:
@@ -217,7 +311,7 @@ def _compile(source: str) -> _Compiled:
             exc.lineno or 1, f"template syntax error: {exc.message}",
             "fix the Jinja2 markup: {{ variable }}, {% if %}…{% endif %}, {% for %}…{% endfor %}",
             "syntax"),))
-    problems: list[TemplateProblem] = []
+    problems: list[TemplateProblem] = _budget_problems(ast)
     for name in sorted(undeclared - TEMPLATE_VARIABLES):
         hint = did_you_mean(name, TEMPLATE_VARIABLES)
         problems.append(TemplateProblem(
@@ -228,7 +322,7 @@ def _compile(source: str) -> _Compiled:
         ))
     if problems:
         return _Compiled(None, tuple(sorted(problems, key=lambda p: p.line)))
-    return _Compiled(_ENV.from_string(ast), (), is_linear(ast))
+    return _Compiled(_ENV.from_string(ast), (), is_linear(ast), _lone_variable(ast))
 
 
 @functools.lru_cache(maxsize=4096)
@@ -262,7 +356,7 @@ class PromptTemplate:
         ValidationFailed: The template has a syntax error or uses an unknown variable.
     """
 
-    __slots__ = ("_constant", "_template", "field", "linear", "source", "variables")
+    __slots__ = ("_constant", "_lone", "_template", "field", "linear", "source", "variables")
 
     def __init__(self, source: str, *, field: str = "user_prompt_template") -> None:
         compiled = _compile(source)
@@ -276,6 +370,7 @@ class PromptTemplate:
         self.field = field
         self._template = compiled.template
         self._constant = "{" not in source
+        self._lone = compiled.lone
         self.linear = self._constant or compiled.linear
         """Whether it renders in time linear in its inputs (so it may render inline)."""
         self.variables = _variables_used(source)
@@ -297,6 +392,17 @@ class PromptTemplate:
         """
         if self._constant:
             return self.source
+        lone = self._lone
+        if lone is not None and lone in variables:  # ``{{ name }}``: what Jinja2 would print
+            value = variables[lone]
+            out = value if type(value) is str else soft_str(value)
+            if len(out) > MAX_RENDER_CHARS:
+                raise ResourceExhausted(
+                    f"{self.field}: the rendered prompt has {len(out):,} characters (the "
+                    f"limit is {MAX_RENDER_CHARS:,}); send a smaller request",
+                    details=[{"field": self.field, "reason": "render_budget",
+                              "chars": len(out)}])
+            return out
         try:
             out = self._template.render(variables)
         except TemplateBudgetExceeded as exc:

@@ -90,9 +90,7 @@ class FakeModelServer:
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", self.port, backlog=1024)
         await site.start()
-        server = getattr(site, "_server", None)
-        if server is not None and server.sockets:
-            self.port = server.sockets[0].getsockname()[1]
+        self.port = int(self._runner.addresses[0][1])
 
     def start(self) -> FakeModelServer:
         """Serve from a background thread; returns once it listens."""

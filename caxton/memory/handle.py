@@ -79,6 +79,7 @@ class MemoryHandle:
         self.workspace = workspace
         self.max_entities = max_entities
         self._pending_new: set[str] = set()  # entities a queued note will create
+        self._known: set[str] = set()  # entities seen to exist (a note then needs no read)
         self._pending_lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -240,12 +241,7 @@ class MemoryHandle:
                 "INSERT INTO observations(entity_id, text, created) VALUES (?,?,?)",
                 (eid, text, time.time()))
             if cur.lastrowid is not None and cur.lastrowid % 16 == 0:
-                # amortised: prune every 16th write, keeping the newest max_observations
-                conn.execute(
-                    "DELETE FROM observations WHERE entity_id = ? AND id <= ("
-                    "SELECT id FROM observations WHERE entity_id = ? "
-                    "ORDER BY id DESC LIMIT 1 OFFSET ?)",
-                    (eid, eid, self.max_observations))
+                self._prune(conn, eid)  # amortised: every 16th write
 
     def note(self, entity: str, text: str, *, entity_type: str = "thing",
              relate_to: tuple[str, str, str] | None = None) -> None:
@@ -266,23 +262,31 @@ class MemoryHandle:
         """
         self._check_name(entity)
         self._check_text(text)
-        names = [(entity, entity_type)] + ([relate_to[:2]] if relate_to else [])
+        names = [entity] + ([relate_to[0]] if relate_to else [])
+        known = self._known
         with self._pending_lock:
-            with self._store.read() as conn:
-                new = [n for n, _ in names
-                       if n not in self._pending_new and self._entity_id(conn, n) is None]
-                if new and self.max_entities is not None:
-                    current = self._count(conn) + len(self._pending_new)
-                    if current + len(new) > self.max_entities:
-                        raise self._limit_error(len(new), current)
+            unsure = [n for n in names if n not in known and n not in self._pending_new]
+            new: list[str] = []
+            if unsure:
+                with self._store.read() as conn:
+                    for n in unsure:
+                        if self._entity_id(conn, n) is None:
+                            new.append(n)
+                        else:
+                            self._remember_known(n)
+                    if new and self.max_entities is not None:
+                        current = self._count(conn) + len(self._pending_new)
+                        if current + len(new) > self.max_entities:
+                            raise self._limit_error(len(new), current)
             self._pending_new.update(new)
 
         def write(conn: sqlite3.Connection) -> None:
             try:
                 eid = self._ensure_entity(conn, entity, entity_type)
-                conn.execute("INSERT INTO observations(entity_id, text, created) "
-                             "VALUES (?,?,?)", (eid, text, time.time()))
-                self._prune(conn, eid)
+                cur = conn.execute("INSERT INTO observations(entity_id, text, created) "
+                                   "VALUES (?,?,?)", (eid, text, time.time()))
+                if cur.lastrowid is not None and cur.lastrowid % 16 == 0:
+                    self._prune(conn, eid)  # amortised, as in observe()
                 if relate_to is not None:
                     tid = self._ensure_entity(conn, relate_to[0], relate_to[1])
                     conn.execute("INSERT OR IGNORE INTO relations(source_id, target_id, type) "
@@ -290,16 +294,25 @@ class MemoryHandle:
             finally:
                 with self._pending_lock:
                     self._pending_new.difference_update(new)
+            for n in new:  # committed with the batch (a failed batch only costs a re-read)
+                self._remember_known(n)
 
-        if not self._store.defer(write, f"note of agent {self.agent!r} on {entity!r}"):
+        if not self._store.defer(write, f"note of agent {self.agent!r} on {entity!r}",
+                                 self.key):
             with self._pending_lock:
                 self._pending_new.difference_update(new)
+
+    def _remember_known(self, name: str) -> None:
+        if len(self._known) >= 4096:  # bounded: forgetting only costs a read
+            self._known.clear()
+        self._known.add(name)
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until the notes taken so far are written (see :meth:`MemoryStore.flush`)."""
         return self._store.flush(timeout)
 
     def _prune(self, conn: sqlite3.Connection, eid: int) -> None:
+        """Keep the entity's newest ``max_observations``."""
         conn.execute(
             "DELETE FROM observations WHERE entity_id = ? AND id <= ("
             "SELECT id FROM observations WHERE entity_id = ? "
@@ -346,6 +359,7 @@ class MemoryHandle:
         Returns:
             Whether an entity was deleted.
         """
+        self._known.discard(name)
         with self._store.write() as conn:
             cur = conn.execute("DELETE FROM entities WHERE scope=? AND owner=? AND name=?",
                                (self.key.scope, self.key.owner, name))
@@ -357,6 +371,7 @@ class MemoryHandle:
         Returns:
             How many entities were deleted.
         """
+        self._known.clear()
         with self._store.write() as conn:
             cur = conn.execute("DELETE FROM entities WHERE scope=? AND owner=?",
                                (self.key.scope, self.key.owner))
@@ -509,6 +524,8 @@ class MemoryHandle:
         Returns:
             Lines like ``- report-q3 (dataset): revenue up 4%; churn down 1%``.
         """
+        # read your writes: notes taken in this partition (by any agent) land first
+        self._store.wait_for_partition(self.key, 2.0)
         found: dict[str, tuple[str, list[str]]] = {}
         for hit in self.search(query, limit=limit * 4):
             if hit.entity not in found:
@@ -594,6 +611,7 @@ class MemoryHandle:
             MemoryEntityLimit: The snapshot holds more entities than ``max_entities``.
             InvalidArgument: The bytes are not a valid snapshot.
         """
+        self._known.clear()
         snap = Snapshot.decode(data)
         if snap.key != self.key:
             self._violation(snap.key, "restore a snapshot of")

@@ -16,9 +16,12 @@ because a slow writer never blocks readers there. Both are correct; pick with
 In this process writers take turns on a Python lock before ``BEGIN IMMEDIATE`` (SQLite's own
 busy handler sleeps while it waits). Notes a config agent takes per message are **written
 behind** (:meth:`MemoryStore.defer`): queued and committed by one writer thread in batches
-(one transaction per batch, a savepoint per note), so a message never waits on the disk and
-actors never queue on the write lock. :meth:`MemoryStore.flush` waits for the queue; closing
-the store flushes it. A crash can lose the notes of the last moments (never a reply).
+(one transaction per batch, a savepoint per note), so a message never waits on the disk,
+actors never queue on the write lock, and SQLite's work (done with the GIL released) runs on
+the other core. A recall first waits for the pending notes of its partition (read your writes,
+also across agents sharing a workspace or global partition);
+:meth:`MemoryStore.flush` waits for the whole queue; closing the store flushes it. A crash can
+lose the notes of the last moments (never a reply).
 """
 
 from __future__ import annotations
@@ -138,10 +141,11 @@ class MemoryStore:
         self._all: weakref.WeakSet[_Connection] = weakref.WeakSet()
         self._all_lock = threading.Lock()
         self._closed = False
-        self._pending: collections.deque[tuple[Callable[[sqlite3.Connection], None], str]] = (
-            collections.deque())
+        self._pending: collections.deque[tuple[
+            Callable[[sqlite3.Connection], None], str, object]] = collections.deque()
         self._pending_cond = threading.Condition()
         self._in_batch = 0
+        self._unwritten: dict[object, int] = {}  # partition -> notes queued, not committed
         self._writer: threading.Thread | None = None
         self.deferred_dropped = 0
         self.deferred_failed = 0
@@ -230,25 +234,18 @@ class MemoryStore:
     MAX_DEFERRED = 100_000
     """Notes that may wait for the writer; past it new ones are dropped and counted."""
 
-    def defer(self, write: Callable[[sqlite3.Connection], None], what: str) -> bool:
+    def defer(self, write: Callable[[sqlite3.Connection], None], what: str,
+              partition: object = None) -> bool:
         """Queue ``write(conn)`` to run on the writer thread inside a batch transaction.
 
         Args:
             write: The write (it runs inside a savepoint: an exception undoes only it).
             what: What it is, for the log when it fails.
+            partition: The memory partition it writes to (see :meth:`wait_for_partition`).
 
         Returns:
             False when the queue was full and the write was dropped (counted).
         """
-        # Uncontended (nothing queued, nobody writing): write it now, which costs no wait and
-        # keeps a quiet agent's next message able to recall it. Contended: write it behind.
-        if (self._shared is None and not self._pending and not self._in_batch
-                and self._write_lock.acquire(blocking=False)):
-            try:
-                self._write_batch([(write, what)])
-            finally:
-                self._write_lock.release()
-            return True
         with self._pending_cond:
             if self._closed:
                 return False
@@ -258,7 +255,8 @@ class MemoryStore:
                     _log.warning("memory.deferred_dropped", path=str(self.path),
                                  dropped=self.deferred_dropped)
                 return False
-            self._pending.append((write, what))
+            self._pending.append((write, what, partition))
+            self._unwritten[partition] = self._unwritten.get(partition, 0) + 1
             if self._writer is None:
                 self._writer = threading.Thread(target=self._write_behind,
                                                 name="caxton-memory-writer", daemon=True)
@@ -276,10 +274,16 @@ class MemoryStore:
                 batch = [self._pending.popleft() for _ in range(min(512, len(self._pending)))]
                 self._in_batch = len(batch)
             try:
-                self._write_batch(batch)
+                self._write_batch([(w, what) for w, what, _ in batch])
             finally:
                 with self._pending_cond:
                     self._in_batch = 0
+                    for _, _, partition in batch:
+                        left = self._unwritten.get(partition, 1) - 1
+                        if left > 0:
+                            self._unwritten[partition] = left
+                        else:
+                            self._unwritten.pop(partition, None)
                     self._pending_cond.notify_all()
 
     def _write_batch(self, batch: list[tuple[Callable[[sqlite3.Connection], None], str]]) -> None:
@@ -299,6 +303,19 @@ class MemoryStore:
             self.deferred_failed += len(batch)
             _log.error("memory.deferred_batch_failed", path=str(self.path),
                        notes=len(batch), error=repr(exc))
+
+    def wait_for_partition(self, partition: object, timeout: float) -> bool:
+        """Wait until no note queued for ``partition`` is left uncommitted (read your writes:
+        a recall sees what the agents sharing that partition noted before it).
+
+        Returns:
+            Whether it happened within ``timeout``.
+        """
+        if partition not in self._unwritten:
+            return True
+        with self._pending_cond:
+            return self._pending_cond.wait_for(lambda: partition not in self._unwritten,
+                                               timeout)
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until every deferred write is committed.

@@ -22,16 +22,30 @@ Outcome = tuple[Any, ...]
 """``("ok", value)`` or ``("error", code, message, details)``."""
 
 
-def init_worker(memory_limit: int) -> None:
-    """Pool initializer: cap the worker's address space and lower its priority.
+WORKER_NICE = 10
+"""Nice value of the workers: the node's threads win most of a contended CPU. Not
+``SCHED_IDLE``: on a host busy with other processes idle-class workers got no CPU at all and
+every tool call timed out; and idle class bought the node little (two idle-class spinners
+alone still raised its p99 2-2.5x on the 2-core VM, see docs/performance.md)."""
+
+
+def init_worker(memory_limit: int, cpus: tuple[int, ...] = ()) -> None:
+    """Pool initializer: cap the worker's address space, lower its priority, set its CPUs.
 
     Args:
         memory_limit: Bytes of address space (``RLIMIT_AS``); 0 = no cap.
+        cpus: CPUs to run on (the node passes every CPU but the one its Python threads
+            share, which a worker would otherwise inherit); empty = as inherited.
     """
+    if cpus:
+        try:
+            os.sched_setaffinity(0, cpus)
+        except (AttributeError, OSError):
+            pass
     if memory_limit > 0:
         resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit))
     try:
-        os.nice(5)  # tenant work yields to the node's own threads on a busy machine
+        os.nice(WORKER_NICE)
     except OSError:
         pass
 

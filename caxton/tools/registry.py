@@ -15,7 +15,7 @@ from jsonschema.protocols import Validator
 from caxton.errors import CaxtonError, InvalidArgument, ToolError, ToolNotDeclared, ToolTimeout
 from caxton.tenant import work
 from caxton.tenant.ioloop import IOLoop, default_ioloop
-from caxton.tenant.pool import TenantPool, WorkTimedOut, default_pool
+from caxton.tenant.pool import TenantPool, WorkTimedOut, default_pool, wait_done
 from caxton.tools.schema import compile_schema, schema_errors
 from caxton.tools.tool import Tool
 
@@ -216,19 +216,7 @@ class ToolRegistry:
             ToolError: Unknown tool, invalid arguments, or the tool failed.
             ToolTimeout: It ran past ``timeout`` (and was stopped).
         """
-        box: list[tuple[Any, BaseException | None]] = []
-        event = threading.Event()
-
-        def done(value: Any, error: BaseException | None) -> None:
-            box.append((value, error))
-            event.set()
-
-        self.start(name, arguments, timeout, done, agent=agent)
-        event.wait()
-        value, error = box[0]
-        if error is not None:
-            raise error
-        return value
+        return wait_done(lambda done: self.start(name, arguments, timeout, done, agent=agent))
 
     def view(self, agent: str, declared: Iterable[str]) -> AgentToolView:
         """Return the view an agent uses: only the tools it declares.

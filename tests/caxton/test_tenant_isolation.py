@@ -27,8 +27,11 @@ from supervisors import Backoff, CircuitBreaker
 FAST = SupervisionSettings(backoff=Backoff(min=0.01, max=0.1),
                            breaker=CircuitBreaker(fail_max=50, reset_timeout=0.5),
                            healthy_after=0.2, shutdown=2.0)
-NESTED_LOOPS = ("{% for a in range(99999) %}{% for b in range(99999) %}{% for c in range(99999)"
-                " %}{% endfor %}{% endfor %}{% endfor %}")
+# Its cost depends on the message, so validation cannot refuse it: 3,000 characters make
+# 2.7e10 iterations, which only a worker that is killed can stop.
+NESTED_LOOPS = ("{% for a in request %}{% for b in request %}{% for c in request %}"
+                "{% endfor %}{% endfor %}{% endfor %}")
+LONG = "x" * 3000
 EVIL_REGEX = {"tool": "json_validator", "arguments": {
     "schema": {"type": "string", "pattern": "^(a+)+$"}, "document": "a" * 64 + "!"}}
 
@@ -101,7 +104,7 @@ def test_nested_template_loops_time_out_at_the_render_stage_and_stop(
     manager.deploy_config_agent(md("Loops", template=NESTED_LOOPS,
                                    limits="  response_timeout: 1s\n"))
     started = time.monotonic()
-    outcome, _ = while_healthy_answers(manager, lambda: manager.send("Loops", "x", timeout=30))
+    outcome, _ = while_healthy_answers(manager, lambda: manager.send("Loops", LONG, timeout=30))
     assert isinstance(outcome, errors.Timeout), outcome
     assert outcome.details[0]["stage"] == "rendering the prompt"
     assert "response_timeout=1s" in outcome.message
@@ -110,20 +113,34 @@ def test_nested_template_loops_time_out_at_the_render_stage_and_stop(
     assert manager.send("Healthy", "after").content["reply"] == "after"
 
 
-def test_huge_constants_cost_nothing_to_validate_and_are_refused_at_render(
+def test_huge_constants_cost_nothing_to_validate_and_are_refused_with_their_line(
         manager: AgentLifecycleManager) -> None:
     for template in ("{{ 'x' * 10**9 }}", "{{ 'x'|center(1000000000) }}",
-                     "{{ [1] * 1000000000 }}", "{{ '%0999999999d' % 1 }}", "{{ 7 ** 99999999 }}"):
+                     "{{ [1] * 1000000000 }}", "{{ '%0999999999d' % 1 }}", "{{ 7 ** 99999999 }}",
+                     "{% for a in range(99999) %}{% for b in range(99999) %}{% endfor %}"
+                     "{% endfor %}"):
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         t0 = time.monotonic()
-        assert check_template(template) == ()
-        manager.validate(md("Bomb", template=template))
+        (problem,) = check_template(template)
+        assert problem.kind == "budget" and problem.line == 1, problem
+        parsed = manager.validate(md("Bomb", template="\n" + template))
         assert time.monotonic() - t0 < 5
         grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss  # KiB
         assert grown < 100_000, f"validating {template!r} grew the node by {grown} KiB"
-    manager.deploy_config_agent(md("Bomb", template="{{ 'x' * 10**9 }}"))
+        assert not parsed.ok
+        (finding,) = parsed.report.errors
+        assert finding.code == "template_budget" and "over budget" in finding.message
+        assert finding.line == 10  # the template's second line, in the file
+    with pytest.raises(errors.ValidationFailed, match="over budget"):
+        manager.deploy_config_agent(md("Bomb", template="{{ 'x' * 10**9 }}"))
+
+
+def test_a_render_that_grows_with_the_message_is_refused_at_render(
+        manager: AgentLifecycleManager) -> None:
+    manager.deploy_config_agent(md("Grows", template="{{ request * 1000000 }}"))
+    assert manager.send("Grows", "", timeout=30).content["reply"] == ""
     with pytest.raises(errors.ResourceExhausted) as err:
-        manager.send("Bomb", "x", timeout=30)
+        manager.send("Grows", "xx", timeout=30)
     assert "user_prompt_template" in err.value.message and "1,000,000" in err.value.message
 
 
@@ -187,5 +204,41 @@ def test_a_timed_out_render_does_not_hold_a_worker_for_later_messages(
     manager.deploy_config_agent(md("Loop3", template="{% for i in range(3) %}{{ i }}{% endfor %}"))
     for _ in range(2):
         with pytest.raises(errors.Timeout):
-            manager.send("Loops", "x", timeout=30)
+            manager.send("Loops", LONG, timeout=30)
     assert manager.send("Loop3", "x", timeout=30).content["reply"] == "012"
+
+
+def test_an_agent_whose_messages_keep_running_out_of_budget_fails_and_trips_its_breaker(
+) -> None:
+    from caxton.actors.config_agent import BUDGET_FAILURES_TO_FAIL
+
+    strict = SupervisionSettings(backoff=Backoff(min=0.01, max=0.05),
+                                 breaker=CircuitBreaker(fail_max=2, reset_timeout=60),
+                                 healthy_after=30, shutdown=2.0)
+    m = AgentLifecycleManager(supervision=strict, tools=testing_registry())
+    try:
+        m.deploy_config_agent(md("Healthy"))
+        m.deploy_config_agent(md("Burner", tools="[spin, csv_parser]",
+                                 limits="  tool_call_timeout: 0.2s\n"))
+        spin = {"tool": "spin", "arguments": {"seconds": 60}}
+        codes: list[str] = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and "CIRCUIT_OPEN" not in codes[-1:]:
+            try:
+                m.send("Burner", spin, timeout=30)
+                codes.append("ok")
+            except errors.CaxtonError as exc:
+                codes.append(str(exc.code))
+        assert codes[-1] == "CIRCUIT_OPEN", codes
+        assert codes[:BUDGET_FAILURES_TO_FAIL] == ["TOOL_TIMEOUT"] * BUDGET_FAILURES_TO_FAIL
+        assert codes.count("TOOL_TIMEOUT") >= 2 * BUDGET_FAILURES_TO_FAIL - 1, codes
+        t0 = time.monotonic()
+        with pytest.raises(errors.CircuitOpen):
+            m.send("Burner", {"tool": "csv_parser", "arguments": {"text": "a\n1\n"}})
+        assert time.monotonic() - t0 < 2.0  # refused at once: no worker spins for it
+        assert m.get_agent_by_name("Burner").state == "Failed"
+        assert m.send("Healthy", "fine").content["reply"] == "fine"
+        m.recover("Burner")
+        assert m.send("Burner", "back").content["reply"] == "back"  # serving again
+    finally:
+        m.shutdown(timeout=5)
