@@ -191,3 +191,26 @@ def test_an_idle_config_agent_stays_small_after_a_thousand_messages(
     top = "; ".join(f"{s.traceback[0]}: {s.size_diff // 1024} KiB" for s in diff[:5])
     # the deployed agent after 1,000 messages, beside its memory store (SQLite, on disk)
     assert grown < 100 * 1024, f"the agent holds {grown / 1024:.0f} KiB: {top}"
+
+
+def test_a_gradual_reload_waits_on_exactly_the_open_conversations(
+        manager: AgentLifecycleManager) -> None:
+    """An old version is held by its open conversations: one ended, one that idles out
+    (resource_limits.conversation_idle_timeout) — then the reload completes."""
+    limits = "  conversation_idle_timeout: 1s\n"
+    manager.deploy_config_agent(md("Grad", template="v1 {{ request }}", limits=limits))
+    for cid in ("ended", "idle"):
+        assert manager.send("Grad", "hi", conversation_id=cid).content["reply"] == "v1 hi"
+    v2 = md("Grad", template="v2 {{ request }}", limits=limits).replace('"1.0.0"', '"2.0.0"')
+    manager.reload("Grad", v2, strategy="gradual")
+    assert manager.send("Grad", "new", conversation_id="fresh").content["reply"] == "v2 new"
+    assert manager.send("Grad", "x", conversation_id="ended").content["reply"] == "v1 x"
+    assert manager.end_conversation("Grad", "ended")
+    assert str(manager.reload_status("Grad").outcome) == "running"  # "idle" still holds v1
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and str(manager.reload_status("Grad").outcome) == "running":
+        time.sleep(0.05)  # bounded polling of the state under test
+    assert str(manager.reload_status("Grad").outcome) == "succeeded"
+    assert manager.get_agent_by_name("Grad").version == "2.0.0"
+    assert "idle" not in [c["id"] for c in manager.conversations("Grad")]
+    assert manager.send("Grad", "back", conversation_id="idle").content["reply"] == "v2 back"
