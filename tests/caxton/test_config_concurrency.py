@@ -203,14 +203,21 @@ def test_a_gradual_reload_waits_on_exactly_the_open_conversations(
         assert manager.send("Grad", "hi", conversation_id=cid).content["reply"] == "v1 hi"
     v2 = md("Grad", template="v2 {{ request }}", limits=limits).replace('"1.0.0"', '"2.0.0"')
     manager.reload("Grad", v2, strategy="gradual")
+    deadline = time.monotonic() + 20
+    while (time.monotonic() < deadline
+           and manager.reload_status("Grad").weights.get("2.0.0") != 100):
+        time.sleep(0.02)  # the rollout's first step (new conversations -> v2) is asynchronous
     assert manager.send("Grad", "new", conversation_id="fresh").content["reply"] == "v2 new"
     assert manager.send("Grad", "x", conversation_id="ended").content["reply"] == "v1 x"
     assert manager.end_conversation("Grad", "ended")
     assert str(manager.reload_status("Grad").outcome) == "running"  # "idle" still holds v1
+    def done() -> bool:  # the outcome is set a moment before the current version switches
+        return (str(manager.reload_status("Grad").outcome) == "succeeded"
+                and manager.get_agent_by_name("Grad").version == "2.0.0")
+
     deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and str(manager.reload_status("Grad").outcome) == "running":
+    while time.monotonic() < deadline and not done():
         time.sleep(0.05)  # bounded polling of the state under test
-    assert str(manager.reload_status("Grad").outcome) == "succeeded"
-    assert manager.get_agent_by_name("Grad").version == "2.0.0"
+    assert done(), manager.reload_status("Grad")
     assert "idle" not in [c["id"] for c in manager.conversations("Grad")]
     assert manager.send("Grad", "back", conversation_id="idle").content["reply"] == "v2 back"
