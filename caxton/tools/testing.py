@@ -2,7 +2,7 @@
 
 They are module-level functions, so they run in tenant worker processes like any computing
 tool (:mod:`caxton.tenant.pool`), which is exactly what tests of the isolation need. Register
-them with :func:`testing_registry`, or one by one with :data:`OBJECT`.
+them with :func:`registry_with_testing_tools`, or one by one with :data:`OBJECT`.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ TESTING_TOOLS: tuple[Tool, ...] = (
 )
 
 
-def testing_registry(**kwargs: Any) -> ToolRegistry:
+def registry_with_testing_tools(**kwargs: Any) -> ToolRegistry:
     """The built-in tools plus :data:`TESTING_TOOLS` (``kwargs`` go to ``builtin_registry``)."""
     reg = builtin_registry(**kwargs)
     for tool in TESTING_TOOLS:
@@ -72,5 +72,14 @@ def testing_registry(**kwargs: Any) -> ToolRegistry:
     return reg
 
 
-__all__ = ["OBJECT", "TESTING_TOOLS", "add_tool", "broken_tool", "exit_tool", "hog_tool",
-           "sleep_tool", "spin_tool", "testing_registry"]
+__all__ = [
+    "OBJECT",
+    "TESTING_TOOLS",
+    "add_tool",
+    "broken_tool",
+    "exit_tool",
+    "hog_tool",
+    "registry_with_testing_tools",
+    "sleep_tool",
+    "spin_tool",
+]

@@ -21,7 +21,7 @@ from caxton import AgentLifecycleManager, errors
 from caxton.config_agents.templates import check_template
 from caxton.llm.fake_server import FakeModelServer
 from caxton.manager import SupervisionSettings
-from caxton.tools.testing import testing_registry
+from caxton.tools.testing import registry_with_testing_tools
 from supervisors import Backoff, CircuitBreaker
 
 FAST = SupervisionSettings(backoff=Backoff(min=0.01, max=0.1),
@@ -45,7 +45,7 @@ def md(name: str, *, template: str = "{{ request }}", tools: str = "[]", limits:
 
 @pytest.fixture
 def manager() -> Iterator[AgentLifecycleManager]:
-    m = AgentLifecycleManager(supervision=FAST, tools=testing_registry())
+    m = AgentLifecycleManager(supervision=FAST, tools=registry_with_testing_tools())
     m.deploy_config_agent(md("Healthy"))
     yield m
     m.shutdown(timeout=5)
@@ -215,7 +215,7 @@ def test_an_agent_whose_messages_keep_running_out_of_budget_fails_and_trips_its_
     strict = SupervisionSettings(backoff=Backoff(min=0.01, max=0.05),
                                  breaker=CircuitBreaker(fail_max=2, reset_timeout=60),
                                  healthy_after=30, shutdown=2.0)
-    m = AgentLifecycleManager(supervision=strict, tools=testing_registry())
+    m = AgentLifecycleManager(supervision=strict, tools=registry_with_testing_tools())
     try:
         m.deploy_config_agent(md("Healthy"))
         m.deploy_config_agent(md("Burner", tools="[spin, csv_parser]",
