@@ -45,6 +45,7 @@ from caxton.control import protocol as p
 from caxton.control.events import EventPublisher
 from caxton.control.keys import CurveServerConfig
 from caxton.control.server import ControlServer, Reply
+from caxton.datadir import make_private
 from caxton.deployment import (
     AgentType,
     DeploymentConfig,
@@ -292,7 +293,7 @@ class Node:
         self.started_at = time.monotonic()
         self._latency_cache: tuple[float, dict[str, Any]] | None = None
         self.state = "starting"
-        config.data_dir.mkdir(parents=True, exist_ok=True)
+        config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._data_dir = str(config.data_dir.resolve())
         self._agents_dir = str(config.agents_dir.resolve())
         self.metrics = NodeMetrics()
@@ -1342,6 +1343,12 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"caxton: {exc.message}", file=sys.stderr)
         return 2
+    try:  # before anything is written there: its files hold agents' memory and logs
+        tightened = make_private(config.data_dir)
+    except OSError as exc:
+        print(f"caxton: cannot make the data dir {config.data_dir} private: {exc}; choose "
+              "another with --data-dir", file=sys.stderr)
+        return 1
     hub = configure_logging(config.data_dir, config.log.level, console=config.log.console,
                             json_file=config.log.json_file, console_format=config.log.format,
                             ring_size=config.log.ring_size)
@@ -1349,6 +1356,10 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger().level))
     if config.log.level != "debug":
         _quiet_console()
+    if tightened:
+        _log.warning("node.data_dir_tightened", data_dir=str(config.data_dir),
+                     paths=len(tightened), examples=tightened[:5],
+                     reason="other users could read it; it is now 0700 and its files 0600")
     # before the node starts any thread: every thread it starts inherits the one CPU
     free_cpus = pin_python_threads(gil_cpu) if gil_cpu is not None else None
     if free_cpus is not None:
