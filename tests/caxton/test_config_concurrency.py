@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -31,6 +31,16 @@ def md(name: str, *, llm: str = "{provider: echo}", template: str = "{{ request 
             f"resource_limits:\n  memory_scope: agent\n{limits}"
             f"llm: {llm}\nsystem_prompt: {json.dumps(system)}\n"
             f"user_prompt_template: {json.dumps(template)}\n---\n\nTest agent.\n")
+
+
+def eventually(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    """Wait until ``condition()`` holds (checked every 20 ms), at most ``timeout`` seconds;
+    for states that offer no event to wait on (a rollout's step, a server's counter)."""
+    tick = threading.Event()
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out after {timeout:g}s waiting for {what}"
+        tick.wait(0.02)
 
 
 def openai(server: FakeModelServer) -> str:
@@ -127,9 +137,7 @@ def test_stopping_an_agent_answers_its_in_flight_messages(
     manager.deploy_config_agent(md("Stopper", llm=openai(model)))
     futures = [manager.route(Message(receiver="Stopper", content=f"s{i}",
                                      conversation_id=f"c{i % 2}")) for i in range(4)]
-    deadline = time.monotonic() + 10
-    while model.in_flight < 2 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    eventually(lambda: model.in_flight >= 2, 10, "two model calls in flight")
     manager.remove("Stopper", timeout=0.5)
     outcomes = []
     for f in futures:
@@ -203,10 +211,9 @@ def test_a_gradual_reload_waits_on_exactly_the_open_conversations(
         assert manager.send("Grad", "hi", conversation_id=cid).content["reply"] == "v1 hi"
     v2 = md("Grad", template="v2 {{ request }}", limits=limits).replace('"1.0.0"', '"2.0.0"')
     manager.reload("Grad", v2, strategy="gradual")
-    deadline = time.monotonic() + 20
-    while (time.monotonic() < deadline
-           and manager.reload_status("Grad").weights.get("2.0.0") != 100):
-        time.sleep(0.02)  # the rollout's first step (new conversations -> v2) is asynchronous
+    # the rollout's first step (new conversations -> v2) is asynchronous
+    eventually(lambda: manager.reload_status("Grad").weights.get("2.0.0") == 100, 20,
+               "new conversations to go to v2")
     assert manager.send("Grad", "new", conversation_id="fresh").content["reply"] == "v2 new"
     assert manager.send("Grad", "x", conversation_id="ended").content["reply"] == "v1 x"
     assert manager.end_conversation("Grad", "ended")
@@ -215,9 +222,6 @@ def test_a_gradual_reload_waits_on_exactly_the_open_conversations(
         return (str(manager.reload_status("Grad").outcome) == "succeeded"
                 and manager.get_agent_by_name("Grad").version == "2.0.0")
 
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and not done():
-        time.sleep(0.05)  # bounded polling of the state under test
-    assert done(), manager.reload_status("Grad")
+    eventually(done, 20, "the gradual reload to complete once 'idle' idled out")
     assert "idle" not in [c["id"] for c in manager.conversations("Grad")]
     assert manager.send("Grad", "back", conversation_id="idle").content["reply"] == "v2 back"
