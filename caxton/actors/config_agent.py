@@ -46,12 +46,13 @@ from caxton.conversation import (
     Render,
     Steps,
     message_steps,
+    run_effect,
 )
 from caxton.llm import LLMProvider
 from caxton.memory import MemoryHandle
 from caxton.messages import Message
 from caxton.tenant import work
-from caxton.tenant.ioloop import IOLoop, default_ioloop
+from caxton.tenant.ioloop import default_ioloop
 from caxton.tenant.pool import TenantPool, default_pool
 from caxton.tools import AgentToolView
 from supervisors import PooledActor, Supervised
@@ -87,7 +88,6 @@ class ConfigInstanceSpec:
         memory: Its memory handle (``None``: no memory).
         tracker: Its open conversations.
         pool: Tenant workers for renders and CPU tools (``None``: the process's shared pool).
-        ioloop: The I/O loop for model calls and I/O tools (``None``: the shared loop).
     """
 
     agent: str
@@ -99,7 +99,6 @@ class ConfigInstanceSpec:
     memory: MemoryHandle | None
     tracker: ConversationTracker
     pool: TenantPool | None = field(default=None, compare=False)
-    ioloop: IOLoop | None = field(default=None, compare=False)
 
     @property
     def limits(self) -> ConversationLimits:
@@ -148,7 +147,7 @@ class ConfigAgentActor(Supervised, PooledActor):
         self._limits = spec.limits
         self._max_one_shot = spec.config.resource_limits.max_concurrent_requests
         self._pool = spec.pool or default_pool()
-        self._ioloop = spec.ioloop or default_ioloop()
+        self._ioloop = default_ioloop()
         self._started = time.monotonic()
         self._handled = 0
         self._errors = 0
@@ -251,16 +250,9 @@ class ConfigAgentActor(Supervised, PooledActor):
             try:
                 if self._start_effect(run, effect):
                     return  # waiting; a _Resume continues it
-                value = self._inline(effect)
+                value = run_effect(effect)  # quick: linear render or immediate provider
             except (TimeoutError, errors.CaxtonError) as exc:
                 error = exc
-
-    @staticmethod
-    def _inline(effect: Effect) -> Any:
-        if isinstance(effect, Render):
-            return effect.prompts.render_both(effect.variables)
-        assert isinstance(effect, Complete)
-        return effect.provider.complete(effect.messages, effect.tools, timeout=effect.timeout)
 
     def _start_effect(self, run: _Run, effect: Effect) -> bool:
         """Start ``effect`` elsewhere and return True, or return False to run it inline."""

@@ -46,7 +46,8 @@ from caxton.conversation.records import (
 from caxton.errors import CaxtonError, Timeout, ToolError, ToolTimeout
 from caxton.llm.types import ChatMessage, LLMProvider, LLMResponse, ToolSchema
 from caxton.memory.handle import MemoryHandle
-from caxton.tenant.pool import TenantPool, WorkTimedOut
+from caxton.tenant import work
+from caxton.tenant.pool import TenantPool, WorkTimedOut, default_pool
 from caxton.tools.registry import AgentToolView
 
 _log = structlog.get_logger("caxton.conversation")
@@ -330,9 +331,6 @@ def run_effect(effect: Effect, pool: TenantPool | None = None) -> Any:
         CaxtonError: The effect's typed error.
         WorkTimedOut: A worker render ran out of time.
     """
-    from caxton.tenant import work
-    from caxton.tenant.pool import default_pool
-
     if isinstance(effect, Render):
         if effect.prompts.linear:
             return effect.prompts.render_both(effect.variables)

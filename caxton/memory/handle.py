@@ -236,12 +236,7 @@ class MemoryHandle:
         self._check_name(entity)
         self._check_text(text)
         with self._store.write() as conn:
-            eid = self._ensure_entity(conn, entity, entity_type)
-            cur = conn.execute(
-                "INSERT INTO observations(entity_id, text, created) VALUES (?,?,?)",
-                (eid, text, time.time()))
-            if cur.lastrowid is not None and cur.lastrowid % 16 == 0:
-                self._prune(conn, eid)  # amortised: every 16th write
+            self._observe_in(conn, entity, text, entity_type)
 
     def note(self, entity: str, text: str, *, entity_type: str = "thing",
              relate_to: tuple[str, str, str] | None = None) -> None:
@@ -282,11 +277,7 @@ class MemoryHandle:
 
         def write(conn: sqlite3.Connection) -> None:
             try:
-                eid = self._ensure_entity(conn, entity, entity_type)
-                cur = conn.execute("INSERT INTO observations(entity_id, text, created) "
-                                   "VALUES (?,?,?)", (eid, text, time.time()))
-                if cur.lastrowid is not None and cur.lastrowid % 16 == 0:
-                    self._prune(conn, eid)  # amortised, as in observe()
+                eid = self._observe_in(conn, entity, text, entity_type)
                 if relate_to is not None:
                     tid = self._ensure_entity(conn, relate_to[0], relate_to[1])
                     conn.execute("INSERT OR IGNORE INTO relations(source_id, target_id, type) "
@@ -311,13 +302,20 @@ class MemoryHandle:
         """Wait until the notes taken so far are written (see :meth:`MemoryStore.flush`)."""
         return self._store.flush(timeout)
 
-    def _prune(self, conn: sqlite3.Connection, eid: int) -> None:
-        """Keep the entity's newest ``max_observations``."""
-        conn.execute(
-            "DELETE FROM observations WHERE entity_id = ? AND id <= ("
-            "SELECT id FROM observations WHERE entity_id = ? "
-            "ORDER BY id DESC LIMIT 1 OFFSET ?)",
-            (eid, eid, self.max_observations))
+    def _observe_in(self, conn: sqlite3.Connection, entity: str, text: str,
+                    entity_type: str) -> int:
+        """Add one observation inside the caller's transaction; return the entity's id.
+        Every 16th write prunes the entity to its newest ``max_observations`` (amortised)."""
+        eid = self._ensure_entity(conn, entity, entity_type)
+        cur = conn.execute("INSERT INTO observations(entity_id, text, created) VALUES (?,?,?)",
+                           (eid, text, time.time()))
+        if cur.lastrowid is not None and cur.lastrowid % 16 == 0:
+            conn.execute(
+                "DELETE FROM observations WHERE entity_id = ? AND id <= ("
+                "SELECT id FROM observations WHERE entity_id = ? "
+                "ORDER BY id DESC LIMIT 1 OFFSET ?)",
+                (eid, eid, self.max_observations))
+        return eid
 
     def relate(self, source: str, target: str, type: str) -> Relation:
         """Add a directed relation between two existing entities (idempotent).

@@ -274,7 +274,7 @@ class MemoryStore:
                 batch = [self._pending.popleft() for _ in range(min(512, len(self._pending)))]
                 self._in_batch = len(batch)
             try:
-                self._write_batch([(w, what) for w, what, _ in batch])
+                self._write_batch(batch)
             finally:
                 with self._pending_cond:
                     self._in_batch = 0
@@ -286,10 +286,11 @@ class MemoryStore:
                             self._unwritten.pop(partition, None)
                     self._pending_cond.notify_all()
 
-    def _write_batch(self, batch: list[tuple[Callable[[sqlite3.Connection], None], str]]) -> None:
+    def _write_batch(self, batch: list[tuple[Callable[[sqlite3.Connection], None], str, object]],
+                     ) -> None:
         try:
             with self.write() as conn:
-                for write, what in batch:
+                for write, what, _ in batch:
                     conn.execute("SAVEPOINT note")
                     try:
                         write(conn)
