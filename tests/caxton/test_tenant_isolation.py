@@ -237,6 +237,9 @@ def test_an_agent_whose_messages_keep_running_out_of_budget_fails_and_trips_its_
         with pytest.raises(errors.CircuitOpen):
             m.send("Burner", {"tool": "csv_parser", "arguments": {"text": "a\n1\n"}})
         assert time.monotonic() - t0 < 2.0  # refused at once: no worker spins for it
+        tick, until = threading.Event(), time.monotonic() + 10
+        while m.get_agent_by_name("Burner").state != "Failed" and time.monotonic() < until:
+            tick.wait(0.02)  # the lifecycle follows the breaker's event asynchronously
         assert m.get_agent_by_name("Burner").state == "Failed"
         assert m.send("Healthy", "fine").content["reply"] == "fine"
         m.recover("Burner")
